@@ -1,0 +1,112 @@
+#include "callbacks.h"
+
+#include <atomic>
+
+#include "stable-diffusion.h"
+
+namespace sdcpp {
+
+namespace {
+
+thread_local CallScope* current_scope = nullptr;
+std::atomic<int> min_python_level{30};
+// Cleared at interpreter exit: the engine may still log from destructors after Python is gone.
+std::atomic<bool> python_alive{true};
+
+int python_level(sd_log_level_t level) {
+    switch (level) {
+        case SD_LOG_DEBUG: return 10;
+        case SD_LOG_INFO: return 20;
+        case SD_LOG_WARN: return 30;
+        default: return 40;
+    }
+}
+
+void on_log(sd_log_level_t level, const char* text, void*) {
+    std::string line = text ? text : "";
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
+        line.pop_back();
+    }
+    if (level >= SD_LOG_WARN && current_scope) {
+        current_scope->note_problem(line);
+    }
+    const int py_level = python_level(level);
+    if (py_level < min_python_level.load(std::memory_order_relaxed) || !python_alive.load() ||
+        !Py_IsInitialized()) {
+        return;
+    }
+    py::gil_scoped_acquire gil;
+    try {
+        py::module_::import("sdcpp._logs").attr("emit")(py_level, line);
+    } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("sdcpp log handler");
+    }
+}
+
+void on_progress(int step, int steps, float seconds, void*) {
+    if (current_scope && python_alive.load()) {
+        current_scope->report_progress(step, steps, seconds);
+    }
+}
+
+}  // namespace
+
+CallScope::CallScope(py::object progress) : progress_(std::move(progress)), previous_(current_scope) {
+    current_scope = this;
+}
+
+CallScope::~CallScope() {
+    current_scope = previous_;
+}
+
+CallScope* CallScope::current() {
+    return current_scope;
+}
+
+void CallScope::report_progress(int step, int steps, float seconds) {
+    if (progress_.is_none() || callback_error_) {
+        return;
+    }
+    py::gil_scoped_acquire gil;
+    try {
+        progress_(step, steps, seconds);
+    } catch (py::error_already_set& e) {
+        callback_error_.emplace(std::move(e));
+    }
+}
+
+void CallScope::note_problem(std::string line) {
+    problems_.push_back(std::move(line));
+}
+
+void CallScope::rethrow_callback_error() {
+    if (callback_error_) {
+        py::error_already_set e = std::move(*callback_error_);
+        callback_error_.reset();
+        throw e;
+    }
+}
+
+std::string CallScope::problems() const {
+    std::string out;
+    for (const auto& line : problems_) {
+        out += (out.empty() ? "" : "\n") + line;
+    }
+    return out;
+}
+
+void set_log_level(int python_level) {
+    min_python_level.store(python_level);
+}
+
+void register_callbacks(py::module_& m) {
+    sd_set_log_callback(on_log, nullptr);
+    sd_set_progress_callback(on_progress, nullptr);
+    m.def("set_log_level", &set_log_level, py::arg("python_level"),
+          "Lowest `logging` level forwarded from the engine to the `sdcpp` logger.");
+    m.def(
+        "shutdown", [] { python_alive.store(false); },
+        "Stops forwarding engine callbacks to Python (called at interpreter exit).");
+}
+
+}  // namespace sdcpp

@@ -1,0 +1,227 @@
+// A loaded model: the engine context, owned for its whole life by one Context object.
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "callbacks.h"
+#include "errors.h"
+#include "images.h"
+#include "module.h"
+#include "stable-diffusion.h"
+
+namespace sdcpp {
+
+namespace {
+
+// sd_set_backend_device is process-global: the device choice and the context creation that reads
+// it happen under one lock.
+std::mutex creation_mutex;
+
+const char* c_str_or_null(const std::string& s) {
+    return s.empty() ? nullptr : s.c_str();
+}
+
+std::string with_engine_log(std::string message, const CallScope& scope) {
+    std::string log = scope.problems();
+    return log.empty() ? message : message + "\nengine log:\n" + log;
+}
+
+template <typename Enum>
+Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum unset, const char* what) {
+    if (name.empty()) {
+        return unset;
+    }
+    Enum value = from_name(name.c_str());
+    if (value == unset) {
+        throw py::value_error(std::string("unknown ") + what + " '" + name + "'");
+    }
+    return value;
+}
+
+struct LoadOptions {
+    std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd;
+    std::string weight_type, device, rng;
+    int threads;
+    bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
+};
+
+struct GenerateOptions {
+    std::string prompt, negative_prompt, sample_method, scheduler;
+    int width, height, steps, batch_count, clip_skip;
+    float cfg_scale;
+    int64_t seed;
+};
+
+}  // namespace
+
+class Context {
+public:
+    explicit Context(const LoadOptions& o) {
+        sd_ctx_params_t p;
+        sd_ctx_params_init(&p);
+        p.model_path           = c_str_or_null(o.model);
+        p.diffusion_model_path = c_str_or_null(o.diffusion_model);
+        p.vae_path             = c_str_or_null(o.vae);
+        p.clip_l_path          = c_str_or_null(o.clip_l);
+        p.clip_g_path          = c_str_or_null(o.clip_g);
+        p.t5xxl_path           = c_str_or_null(o.t5xxl);
+        p.taesd_path           = c_str_or_null(o.taesd);
+        p.wtype                = parse_name(o.weight_type, str_to_sd_type, SD_TYPE_COUNT, "weight type");
+        p.rng_type             = parse_name(o.rng, str_to_rng_type, RNG_TYPE_COUNT, "rng");
+        if (p.rng_type == RNG_TYPE_COUNT) {
+            sd_ctx_params_t defaults;
+            sd_ctx_params_init(&defaults);
+            p.rng_type = defaults.rng_type;
+        }
+        if (o.threads > 0) {
+            p.n_threads = o.threads;
+        }
+        p.diffusion_flash_attn = o.flash_attn;
+        p.keep_clip_on_cpu     = o.keep_clip_on_cpu;
+        p.keep_vae_on_cpu      = o.keep_vae_on_cpu;
+        p.vae_decode_only      = o.vae_decode_only;
+        p.enable_mmap          = o.mmap;
+        // The engine's default frees the weights after the first generation, and a second one on the
+        // same context then reads freed memory and crashes; a Generator is made to be reused.
+        p.free_params_immediately = false;
+
+        CallScope scope;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(creation_mutex);
+            sd_set_backend_device(c_str_or_null(o.device));
+            ctx_.reset(new_sd_ctx(&p));
+            sd_set_backend_device(nullptr);
+        }
+        if (!ctx_) {
+            throw ModelLoadError(with_engine_log("the engine could not load the model", scope));
+        }
+    }
+
+    py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, py::object progress) {
+        sd_img_gen_params_t p;
+        sd_img_gen_params_init(&p);
+        p.prompt                           = o.prompt.c_str();
+        p.negative_prompt                  = o.negative_prompt.c_str();
+        p.width                            = o.width;
+        p.height                           = o.height;
+        p.seed                             = o.seed;
+        p.batch_count                      = o.batch_count;
+        p.clip_skip                        = o.clip_skip;
+        p.sample_params.sample_steps       = o.steps;
+        p.sample_params.guidance.txt_cfg   = o.cfg_scale;
+        p.sample_params.sample_method =
+            parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+        p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
+
+        CallScope scope(std::move(progress));
+        sd_image_t* images = nullptr;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<std::mutex> lock(mutex_);
+            images = generate_image(live(), &p);
+        }
+        scope.rethrow_callback_error();
+        if (!images) {
+            throw GenerationError(with_engine_log("the engine produced no image", scope));
+        }
+        ImageBatch batch(images, o.batch_count);
+        for (int i = 0; i < batch.size(); ++i) {
+            if (!batch[i].data) {
+                throw GenerationError(with_engine_log("the engine failed to decode image " + std::to_string(i), scope));
+            }
+        }
+        return to_arrays(std::move(batch));
+    }
+
+    std::string default_sample_method() {
+        return sd_sample_method_name(sd_get_default_sample_method(live()));
+    }
+
+    std::string default_scheduler(const std::string& sample_method) {
+        auto method = parse_name(sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+        return sd_scheduler_name(sd_get_default_scheduler(live(), method));
+    }
+
+    std::string model_version() { return sd_ctx_model_version(live()); }
+    std::string device() { return sd_ctx_device_name(live()); }
+    std::string weight_types() { return sd_ctx_weight_types(live()); }
+    int spatial_multiple() { return sd_ctx_spatial_multiple(live()); }
+
+    // Waits for a generation running in another thread, then frees the engine context.
+    void close() {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(mutex_);
+        ctx_.reset();
+    }
+
+    bool closed() const { return !ctx_; }
+
+private:
+    sd_ctx_t* live() {
+        if (!ctx_) {
+            throw py::value_error("the Generator is closed");
+        }
+        return ctx_.get();
+    }
+
+    std::unique_ptr<sd_ctx_t, decltype(&free_sd_ctx)> ctx_{nullptr, free_sd_ctx};
+    std::mutex mutex_;
+};
+
+void register_context(py::module_& m) {
+    py::class_<Context>(m, "Context", "An engine context holding one loaded model.")
+        .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
+                         std::string clip_g, std::string t5xxl, std::string taesd, std::string weight_type,
+                         std::string device, std::string rng, int threads, bool flash_attn,
+                         bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap) {
+                 return std::make_unique<Context>(LoadOptions{
+                     model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, weight_type, device, rng,
+                     threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap});
+             }),
+             py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
+             py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "",
+             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("threads") = 0,
+             py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
+             py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
+             R"pbdoc(
+Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
+engine's default); `threads` <= 0 means one per physical core.
+
+Raises:
+    sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
+)pbdoc")
+        .def(
+            "generate",
+            [](Context& self, std::string prompt, std::string negative_prompt, int width, int height, int steps,
+               float cfg_scale, std::string sample_method, std::string scheduler, int64_t seed, int batch_count,
+               int clip_skip, py::object progress) {
+                return self.generate(GenerateOptions{prompt, negative_prompt, sample_method, scheduler, width,
+                                                     height, steps, batch_count, clip_skip, cfg_scale, seed},
+                                     std::move(progress));
+            },
+            py::kw_only(), py::arg("prompt"), py::arg("negative_prompt") = "", py::arg("width") = 512,
+            py::arg("height") = 512, py::arg("steps") = 20, py::arg("cfg_scale") = 7.0f,
+            py::arg("sample_method") = "", py::arg("scheduler") = "", py::arg("seed"),
+            py::arg("batch_count") = 1, py::arg("clip_skip") = -1,
+            py::arg("progress").none(true) = py::none(),
+            R"pbdoc(
+Text to image. Returns one (height, width, 3) uint8 array per image, viewing the engine's memory.
+`progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+
+Raises:
+    sdcpp.GenerationError: the engine produced no image; the message carries its log.
+)pbdoc")
+        .def("default_sample_method", &Context::default_sample_method)
+        .def("default_scheduler", &Context::default_scheduler, py::arg("sample_method"))
+        .def_property_readonly("model_version", &Context::model_version)
+        .def_property_readonly("device", &Context::device)
+        .def_property_readonly("weight_types", &Context::weight_types)
+        .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
+        .def_property_readonly("closed", &Context::closed)
+        .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.");
+}
+
+}  // namespace sdcpp

@@ -1,0 +1,36 @@
+#include "images.h"
+
+#include <cstdlib>
+
+namespace sdcpp {
+
+ImageBatch::ImageBatch(sd_image_t* images, int count) : images_(images, Deleter{count}), count_(count) {}
+
+void ImageBatch::Deleter::operator()(sd_image_t* images) const {
+    for (int i = 0; i < count; ++i) {
+        std::free(images[i].data);
+    }
+    std::free(images);
+}
+
+py::typing::List<py::array_t<uint8_t>> to_arrays(ImageBatch batch) {
+    py::object owner = py::cast(std::move(batch));
+    const ImageBatch& b = owner.cast<const ImageBatch&>();
+    py::typing::List<py::array_t<uint8_t>> out;
+    for (int i = 0; i < b.size(); ++i) {
+        const sd_image_t& img = b[i];
+        out.append(py::array_t<uint8_t>(
+            {static_cast<py::ssize_t>(img.height), static_cast<py::ssize_t>(img.width),
+             static_cast<py::ssize_t>(img.channel)},
+            img.data, owner));
+    }
+    return out;
+}
+
+void register_images(py::module_& m) {
+    py::class_<ImageBatch>(m, "ImageBatch",
+                           "Engine-owned pixels of one generation; the base of the arrays it returns.")
+        .def("__len__", &ImageBatch::size);
+}
+
+}  // namespace sdcpp

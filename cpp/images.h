@@ -1,0 +1,35 @@
+// Images returned by the engine, owned until Python lets go of the last array that views them.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/typing.h>
+
+#include <memory>
+
+#include "module.h"
+#include "stable-diffusion.h"
+
+namespace sdcpp {
+
+// Owns the engine's sd_image_t array and each image's pixels (both malloc'd by the engine, so
+// freed with free()). Numpy arrays view the pixels directly and keep this object alive as their base.
+class ImageBatch {
+public:
+    ImageBatch(sd_image_t* images, int count);
+    int size() const { return count_; }
+    const sd_image_t& operator[](int i) const { return images_.get()[i]; }
+
+private:
+    struct Deleter {
+        int count;
+        void operator()(sd_image_t* images) const;
+    };
+    std::unique_ptr<sd_image_t, Deleter> images_;
+    int count_;
+};
+
+// Moves the batch into a Python object and returns one (height, width, channels) uint8 array per
+// image, each a view of the engine's memory with that object as its base.
+py::typing::List<py::array_t<uint8_t>> to_arrays(ImageBatch batch);
+
+}  // namespace sdcpp

@@ -1,0 +1,12 @@
+#include "module.h"
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "Private binding of stable-diffusion.cpp; use the `sdcpp` package instead.";
+    m.attr("__version__") = SDCPP_VERSION;
+    sdcpp::register_errors(m);
+    sdcpp::register_callbacks(m);
+    sdcpp::register_names(m);
+    sdcpp::register_system(m);
+    sdcpp::register_images(m);
+    sdcpp::register_context(m);
+}

@@ -1,0 +1,17 @@
+// Declarations shared by the binding's source files: one register function per bound concept.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace sdcpp {
+
+void register_errors(py::module_& m);
+void register_callbacks(py::module_& m);
+void register_names(py::module_& m);
+void register_system(py::module_& m);
+void register_images(py::module_& m);
+void register_context(py::module_& m);
+
+}  // namespace sdcpp

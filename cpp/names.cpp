@@ -1,0 +1,56 @@
+// The engine's own name tables (samplers, schedulers, RNGs, weight types), read through its
+// *_name / str_to_* helpers so that nothing here re-types them.
+#include <pybind11/stl.h>
+
+#include <string>
+#include <vector>
+
+#include "ggml.h"
+#include "module.h"
+#include "stable-diffusion.h"
+
+namespace sdcpp {
+
+namespace {
+
+// Every name whose str_to_* lookup leads back to its own index: this skips removed enum slots.
+template <typename Enum>
+std::vector<std::string> names(int count, const char* (*to_name)(Enum), Enum (*from_name)(const char*)) {
+    std::vector<std::string> out;
+    for (int i = 0; i < count; ++i) {
+        const char* name = to_name(static_cast<Enum>(i));
+        if (name && static_cast<int>(from_name(name)) == i) {
+            out.emplace_back(name);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_names(py::module_& m) {
+    m.def("sample_methods", [] {
+        return names<sample_method_t>(SAMPLE_METHOD_COUNT, sd_sample_method_name, str_to_sample_method);
+    }, "Sampler names, in the engine's order.");
+    m.def("schedulers", [] {
+        return names<scheduler_t>(SCHEDULER_COUNT, sd_scheduler_name, str_to_scheduler);
+    }, "Scheduler names, in the engine's order.");
+    m.def("rng_types", [] {
+        return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
+    }, "Random number generator names.");
+    m.def("weight_types", [] {
+        std::vector<std::string> out;
+        for (const std::string& name : names<sd_type_t>(SD_TYPE_COUNT, sd_type_name, str_to_sd_type)) {
+            auto type = static_cast<ggml_type>(str_to_sd_type(name.c_str()));
+            // Weights are floats or quantized blocks; removed slots have no block size.
+            bool weight = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 ||
+                          ggml_is_quantized(type);
+            if (weight && ggml_blck_size(type) > 0) {
+                out.push_back(name);
+            }
+        }
+        return out;
+    }, "Weight types (ggml type names) the engine can convert weights to at load time.");
+}
+
+}  // namespace sdcpp
