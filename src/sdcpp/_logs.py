@@ -1,0 +1,16 @@
+"""Engine log lines go to the ``sdcpp`` logger (the compiled module calls :func:`emit`)."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+
+from . import _core
+
+logger = logging.getLogger("sdcpp")
+# The engine may still log while Python shuts down (freeing models); stop forwarding before that.
+atexit.register(_core.shutdown)
+
+
+def emit(level: int, message: str) -> None:
+    logger.log(level, message)

@@ -1,0 +1,40 @@
+"""Exceptions raised by sdcpp.
+
+Every failure of the engine is an :class:`SdcppError`. Bad arguments are also ``ValueError`` and
+missing files also ``FileNotFoundError``, so code that catches the built-in kinds keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SdcppError",
+    "InvalidArgumentError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "DeviceError",
+    "GenerationError",
+]
+
+
+class SdcppError(Exception):
+    """Base class of every sdcpp error."""
+
+
+class InvalidArgumentError(SdcppError, ValueError):
+    """An argument is out of range or of the wrong kind; the message names it and a valid value."""
+
+
+class ModelLoadError(SdcppError):
+    """The model files are missing parts, malformed, or were refused by the engine."""
+
+
+class ModelNotFoundError(ModelLoadError, FileNotFoundError):
+    """A model path does not exist."""
+
+
+class DeviceError(SdcppError, ValueError):
+    """The requested device is not in this build or not on this machine."""
+
+
+class GenerationError(SdcppError):
+    """The engine failed while generating; the message carries its log."""

@@ -1,0 +1,253 @@
+"""The Generator: one loaded model, text in, images out."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from typing import Callable, Optional, Union
+
+from . import _core
+from ._logs import logger
+from .devices import resolve_device
+from .errors import InvalidArgumentError
+from .files import check_model_path
+from .images import GeneratedImage
+from .names import Sampler, Scheduler
+
+__all__ = ["Generator", "ProgressCallback"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+#: ``progress(step, steps, seconds_per_step)``, called on the generating thread (step 0 at the start).
+ProgressCallback = Callable[[int, int, float], object]
+
+_MAX_STEPS = 10_000
+_MAX_BATCH = 64
+_SEED_LIMIT = 2**63  # the engine's seed is an int64_t, and image i of a batch uses seed + i
+
+
+class Generator:
+    """A Stable Diffusion model loaded by stable-diffusion.cpp, ready to generate images.
+
+    Args:
+        model: a single-file model (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
+            (``unet/``, ``vae/``, ``text_encoder/``). May be omitted when the parts are given
+            separately through ``diffusion_model`` and the encoders.
+        vae, clip_l, clip_g, t5xxl, diffusion_model, taesd: separate component files, which
+            replace or complete those inside ``model``.
+        weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
+            ``sdcpp.names``); ``None`` keeps the file's types.
+        device: ``"auto"`` (the first GPU this build supports, else the CPU), ``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``, ``"metal"``, or a ggml device name. ``Generator.device``
+            says which device was taken.
+        threads: CPU threads; ``None`` is one per physical core.
+        rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
+            every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
+        flash_attn: flash attention in the diffusion model (less memory, often faster on GPUs).
+        keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
+
+    Raises:
+        sdcpp.ModelNotFoundError: a path does not exist.
+        sdcpp.ModelLoadError: a file is malformed, a folder lacks parts, or the engine refused it.
+        sdcpp.DeviceError: the device is not in this build or not on this machine.
+    """
+
+    def __init__(
+        self,
+        model: Optional[PathLike] = None,
+        *,
+        vae: Optional[PathLike] = None,
+        clip_l: Optional[PathLike] = None,
+        clip_g: Optional[PathLike] = None,
+        t5xxl: Optional[PathLike] = None,
+        diffusion_model: Optional[PathLike] = None,
+        taesd: Optional[PathLike] = None,
+        weight_type: Optional[str] = None,
+        device: str = "auto",
+        threads: Optional[int] = None,
+        rng: Optional[str] = None,
+        flash_attn: bool = False,
+        keep_clip_on_cpu: bool = False,
+        keep_vae_on_cpu: bool = False,
+    ) -> None:
+        paths = {
+            "model": model, "vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl,
+            "diffusion_model": diffusion_model, "taesd": taesd,
+        }
+        if model is None and diffusion_model is None:
+            raise InvalidArgumentError("model: give a model file or folder (or diffusion_model=...)")
+        checked = {k: str(check_model_path(v, k)) for k, v in paths.items() if v is not None}
+        if weight_type is not None and weight_type not in _core.weight_types():
+            raise InvalidArgumentError(
+                f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
+            )
+        if rng is not None and rng not in _core.rng_types():
+            raise InvalidArgumentError(f"rng: unknown generator {rng!r}; one of {', '.join(_core.rng_types())}")
+        if threads is not None and (not _is_int(threads) or threads < 1):
+            raise InvalidArgumentError(f"threads: must be a positive integer or None, not {threads!r}")
+        self.model = checked.get("model") or checked["diffusion_model"]
+        _core.set_log_level(logger.getEffectiveLevel())
+        self._ctx = _core.Context(
+            **checked,
+            weight_type=weight_type or "",
+            device=resolve_device(device),
+            rng=rng or "",
+            threads=threads or 0,
+            flash_attn=flash_attn,
+            keep_clip_on_cpu=keep_clip_on_cpu,
+            keep_vae_on_cpu=keep_vae_on_cpu,
+        )
+        #: The model family the engine detected, e.g. ``"SD 1.x"`` or ``"SDXL"``.
+        self.family: str = self._ctx.model_version
+        #: The ggml device the model runs on, e.g. ``"CPU"``, ``"CUDA0"`` or ``"MTL0"``.
+        self.device: str = self._ctx.device
+        #: Weight types per component and tensor counts: ``{"diffusion": {"f16": 686}, ...}``.
+        self.weight_types: dict[str, dict[str, int]] = _parse_weight_types(self._ctx.weight_types)
+        logger.info("loaded %s on %s", self, self.device)
+
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        *,
+        width: int = 512,
+        height: int = 512,
+        steps: int = 20,
+        cfg_scale: float = 7.0,
+        sampler: Union[Sampler, str, None] = None,
+        scheduler: Union[Scheduler, str, None] = None,
+        seed: int = -1,
+        batch: int = 1,
+        clip_skip: Optional[int] = None,
+        progress: Optional[ProgressCallback] = None,
+    ) -> list[GeneratedImage]:
+        """Generate ``batch`` images from a text prompt.
+
+        Args:
+            prompt: what to draw; the engine's emphasis syntax ``(word:1.2)`` is understood.
+            negative_prompt: what to steer away from.
+            width, height: image size in pixels, a multiple of ``Generator.size_multiple``
+                (64 for SD 1.x/2.x/XL).
+            steps: sampling steps, 1 to 10000.
+            cfg_scale: classifier-free guidance scale (finite).
+            sampler, scheduler: a :class:`Sampler` / :class:`Scheduler` or its name; ``None``
+                takes the model's default (reported in each image's parameters).
+            seed: image ``i`` of the batch uses ``seed + i``; ``-1`` draws a random seed.
+            batch: number of images, 1 to 64.
+            clip_skip: skip the last ``clip_skip - 1`` text-encoder layers; ``None`` is the
+                model's default.
+            progress: called as ``progress(0, steps, 0.0)`` when sampling starts, then as
+                ``progress(step, steps, seconds_per_step)`` after each step, on this thread; an
+                exception it raises is raised here once the generation returns.
+
+        Returns:
+            ``batch`` :class:`GeneratedImage` objects (PIL images, RGB) whose ``parameters``
+            hold the settings used, the seed of each image included.
+        """
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError(f"prompt: must be a str, not {type(prompt).__name__}")
+        if not isinstance(negative_prompt, str):
+            raise InvalidArgumentError(
+                f"negative_prompt: must be a str, not {type(negative_prompt).__name__}"
+            )
+        multiple = self.size_multiple
+        for name, value in (("width", width), ("height", height)):
+            if not _is_int(value) or value < multiple or value % multiple:
+                nearest = max(multiple, round(value / multiple) * multiple) if _is_number(value) else 512
+                raise InvalidArgumentError(
+                    f"{name}: must be a positive multiple of {multiple} for {self.family} models, "
+                    f"not {value!r}; try {nearest}"
+                )
+        if not _is_int(steps) or not 1 <= steps <= _MAX_STEPS:
+            raise InvalidArgumentError(f"steps: must be an integer from 1 to {_MAX_STEPS}, not {steps!r}")
+        if not _is_number(cfg_scale) or not math.isfinite(cfg_scale):
+            raise InvalidArgumentError(f"cfg_scale: must be a finite number, not {cfg_scale!r}")
+        if not _is_int(batch) or not 1 <= batch <= _MAX_BATCH:
+            raise InvalidArgumentError(f"batch: must be an integer from 1 to {_MAX_BATCH}, not {batch!r}")
+        if not _is_int(seed) or not -1 <= seed <= _SEED_LIMIT - batch:
+            raise InvalidArgumentError(
+                f"seed: must be -1 (random) or an integer from 0 to 2**63 - {batch}, not {seed!r}"
+            )
+        if clip_skip is not None and (not _is_int(clip_skip) or clip_skip < 1):
+            raise InvalidArgumentError(f"clip_skip: must be a positive integer or None, not {clip_skip!r}")
+        if progress is not None and not callable(progress):
+            raise InvalidArgumentError(f"progress: must be callable or None, not {type(progress).__name__}")
+        sampler_name = _choice(sampler, Sampler, "sampler") or self._ctx.default_sample_method()
+        scheduler_name = _choice(scheduler, Scheduler, "scheduler") or self._ctx.default_scheduler(sampler_name)
+        if seed == -1:
+            seed = secrets.randbelow(_SEED_LIMIT - batch + 1)
+            logger.info("seed %d", seed)
+
+        _core.set_log_level(logger.getEffectiveLevel())
+        arrays = self._ctx.generate(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            width=width,
+            height=height,
+            steps=steps,
+            cfg_scale=float(cfg_scale),
+            sample_method=sampler_name,
+            scheduler=scheduler_name,
+            seed=seed,
+            batch_count=batch,
+            clip_skip=-1 if clip_skip is None else clip_skip,
+            progress=progress,
+        )
+        common = {
+            "prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
+            "steps": steps, "cfg_scale": float(cfg_scale), "sampler": sampler_name,
+            "scheduler": scheduler_name, "clip_skip": clip_skip, "model": os.path.basename(self.model),
+            "family": self.family, "sdcpp_version": _core.__version__,
+        }
+        return [GeneratedImage.from_array(a, {**common, "seed": seed + i}) for i, a in enumerate(arrays)]
+
+    @property
+    def size_multiple(self) -> int:
+        """Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL)."""
+        return self._ctx.spatial_multiple
+
+    @property
+    def closed(self) -> bool:
+        return self._ctx.closed
+
+    def close(self) -> None:
+        """Free the model's memory now (waits for a generation running in another thread)."""
+        self._ctx.close()
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<Generator {self.model!r} (closed)>"
+        weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
+        return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _choice(value: object, names: type, argument: str) -> Optional[str]:
+    if value is None:
+        return None
+    allowed = [m.value for m in names]  # type: ignore[attr-defined]
+    if value not in allowed:
+        raise InvalidArgumentError(f"{argument}: unknown {argument} {value!r}; one of {', '.join(allowed)}")
+    return str(names(value).value)
+
+
+def _parse_weight_types(text: str) -> dict[str, dict[str, int]]:
+    """Parse the engine's "conditioner=f16:196,f32:1;diffusion=...;vae=..." summary."""
+    out: dict[str, dict[str, int]] = {}
+    for part in text.split(";"):
+        component, _, stats = part.partition("=")
+        out[component] = {t: int(n) for t, _, n in (s.partition(":") for s in stats.split(",") if s)}
+    return out
