@@ -1,0 +1,57 @@
+"""Random-weight models with the real SD 1.x architecture, built once per test session.
+
+Set SDCPP_TEST_MODELS to a folder to keep them between sessions (they are rebuilt when
+tests/models.py changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+import sdcpp
+
+from . import models
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    keep = os.environ.get("SDCPP_TEST_MODELS")
+    if not keep:
+        return tmp_path_factory.mktemp("models")
+    # Keyed by the builder's source, so a changed builder never serves stale weights.
+    key = hashlib.sha256(Path(models.__file__).read_bytes()).hexdigest()[:12]
+    folder = Path(keep) / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _build_once(path: Path, build) -> Path:
+    done = path.with_name(path.name + ".done")
+    if not done.exists():
+        build(path)
+        done.touch()
+    return path
+
+
+@pytest.fixture(scope="session")
+def sd15_file(model_dir: Path) -> Path:
+    return _build_once(model_dir / "sd15.safetensors", models.write_sd15_single_file)
+
+
+@pytest.fixture(scope="session")
+def sd15_folder(model_dir: Path) -> Path:
+    return _build_once(model_dir / "sd15-diffusers", models.write_sd15_diffusers)
+
+
+@pytest.fixture(scope="session")
+def generator(sd15_file: Path) -> sdcpp.Generator:
+    """One Generator on the single-file model, shared by every test that only generates.
+
+    It runs on SDCPP_TEST_DEVICE (default "auto": the GPU of a CUDA or Metal build, else the CPU).
+    """
+    with sdcpp.Generator(sd15_file, device=os.environ.get("SDCPP_TEST_DEVICE", "auto")) as gen:
+        yield gen

@@ -1,0 +1,201 @@
+"""Text to image on the random-weight SD 1.x models: shapes, determinism, metadata, arguments."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdcpp
+
+SMALL = dict(width=64, height=64, steps=2)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image)
+
+
+def test_single_file_is_detected_as_sd1(generator: sdcpp.Generator) -> None:
+    # family, size_multiple and weight_types come from patches/0002-context-introspection.patch
+    assert generator.family == "SD 1.x"
+    assert generator.size_multiple == 64
+    assert generator.weight_types["diffusion"].keys() >= {"f16"}
+    assert "SD 1.x" in repr(generator) and generator.device in repr(generator)
+
+
+def test_image_has_the_requested_size_and_mode(generator: sdcpp.Generator) -> None:
+    images = generator.generate("a lighthouse at dusk", width=128, height=64, steps=2, seed=1)
+    assert len(images) == 1
+    image = images[0]
+    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (128, 64)
+    assert pixels(image).std() > 0, "a constant image means the pipeline produced nothing"
+
+
+def test_same_seed_same_pixels_and_different_seed_or_prompt_differs(generator: sdcpp.Generator) -> None:
+    a = pixels(generator.generate("a lighthouse", seed=7, **SMALL)[0])
+    b = pixels(generator.generate("a lighthouse", seed=7, **SMALL)[0])
+    other_seed = pixels(generator.generate("a lighthouse", seed=8, **SMALL)[0])
+    other_prompt = pixels(generator.generate("a red barn in snow", seed=7, **SMALL)[0])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a.astype(int) - other_seed).mean() > 1
+    assert np.abs(a.astype(int) - other_prompt).mean() > 1
+
+
+def test_batch_image_i_uses_seed_plus_i(generator: sdcpp.Generator) -> None:
+    batch = generator.generate("a lighthouse", seed=100, batch=3, **SMALL)
+    assert len(batch) == 3
+    assert [im.parameters["seed"] for im in batch] == [100, 101, 102]
+    alone = generator.generate("a lighthouse", seed=101, **SMALL)[0]
+    np.testing.assert_array_equal(pixels(batch[1]), pixels(alone))
+
+
+def test_random_seed_is_drawn_and_reported(generator: sdcpp.Generator) -> None:
+    image = generator.generate("a lighthouse", **SMALL)[0]
+    seed = image.parameters["seed"]
+    assert 0 <= seed < 2**63
+    again = generator.generate("a lighthouse", seed=seed, **SMALL)[0]
+    np.testing.assert_array_equal(pixels(image), pixels(again))
+
+
+def test_png_metadata_round_trips(generator: sdcpp.Generator, tmp_path: Path) -> None:
+    image = generator.generate("a lighthouse", "blurry", seed=5, sampler="euler", cfg_scale=6.5, **SMALL)[0]
+    image.save(tmp_path / "out.png")
+    params = sdcpp.GeneratedImage.read_parameters(tmp_path / "out.png")
+    assert params == image.parameters
+    assert params["prompt"] == "a lighthouse" and params["negative_prompt"] == "blurry"
+    assert params["seed"] == 5 and params["sampler"] == "euler" and params["cfg_scale"] == 6.5
+    assert params["scheduler"] in sdcpp.names.schedulers()
+    with Image.open(tmp_path / "out.png") as png:
+        assert png.info["parameters"].startswith("a lighthouse\nNegative prompt: blurry\nSteps: 2")
+        np.testing.assert_array_equal(np.asarray(png), pixels(image))
+
+
+def test_samplers_and_schedulers_come_from_the_engine(generator: sdcpp.Generator) -> None:
+    assert sdcpp.Sampler("euler_a") is sdcpp.Sampler.EULER_A and str(sdcpp.Sampler.DPMPP2M) == "dpm++2m"
+    assert "karras" in sdcpp.names.schedulers()
+    a = generator.generate("x", seed=3, sampler=sdcpp.Sampler.EULER, scheduler="karras", **SMALL)[0]
+    b = generator.generate("x", seed=3, sampler="euler", scheduler=sdcpp.Scheduler.KARRAS, **SMALL)[0]
+    np.testing.assert_array_equal(pixels(a), pixels(b))
+    assert a.parameters["scheduler"] == "karras"
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(width=65), "width"),
+        (dict(width=0), "width"),
+        (dict(height=-64), "height"),
+        (dict(height=64.0), "height"),
+        (dict(steps=0), "steps"),
+        (dict(steps=10**6), "steps"),
+        (dict(cfg_scale=math.nan), "cfg_scale"),
+        (dict(cfg_scale=math.inf), "cfg_scale"),
+        (dict(sampler="bogus"), "sampler"),
+        (dict(scheduler="bogus"), "scheduler"),
+        (dict(seed=-2), "seed"),
+        (dict(seed=2**63), "seed"),
+        (dict(batch=0), "batch"),
+        (dict(clip_skip=0), "clip_skip"),
+        (dict(progress="not callable"), "progress"),
+    ],
+)
+def test_invalid_argument_names_itself(generator: sdcpp.Generator, kwargs: dict, argument: str) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match=f"^{argument}: "):
+        generator.generate("a lighthouse", **{**SMALL, **kwargs})
+
+
+def test_width_error_suggests_a_valid_size(generator: sdcpp.Generator) -> None:
+    with pytest.raises(ValueError, match="multiple of 64 for SD 1.x models, not 500; try 512"):
+        generator.generate("x", width=500, height=64, steps=1)
+
+
+def test_prompt_must_be_text(generator: sdcpp.Generator) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^prompt: must be a str, not bytes"):
+        generator.generate(b"a lighthouse", **SMALL)  # type: ignore[arg-type]
+
+
+def test_progress_reports_every_step_then_stops(generator: sdcpp.Generator) -> None:
+    calls: list[tuple[int, int, float]] = []
+    generator.generate("x", seed=1, progress=lambda *a: calls.append(a), width=64, height=64, steps=3)
+    assert [(s, n) for s, n, _ in calls] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert calls[0][2] == 0 and all(t > 0 for _, _, t in calls[1:])
+    generator.generate("x", seed=1, **SMALL)
+    assert len(calls) == 4, "a callback must not outlive its call"
+
+
+def test_progress_exception_is_raised_and_generator_stays_usable(generator: sdcpp.Generator) -> None:
+    class Boom(Exception):
+        pass
+
+    seen: list[int] = []
+
+    def progress(step: int, steps: int, seconds: float) -> None:
+        seen.append(step)
+        if step == 1:
+            raise Boom(f"step {step}")
+
+    with pytest.raises(Boom, match="step 1"):
+        generator.generate("x", seed=1, progress=progress, width=64, height=64, steps=3)
+    assert seen == [0, 1], "after raising, the callback is not called again"
+    assert generator.generate("x", seed=1, **SMALL)[0].size == (64, 64)
+
+
+def test_gil_is_released_while_generating(generator: sdcpp.Generator) -> None:
+    ticks = 0
+    done = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.01)
+
+    t = threading.Thread(target=tick)
+    t.start()
+    start = time.perf_counter()
+    generator.generate("x", seed=1, **SMALL)
+    elapsed = time.perf_counter() - start
+    done.set()
+    t.join()
+    assert ticks >= 0.5 * elapsed / 0.01, f"only {ticks} ticks in {elapsed:.1f}s: the GIL was held"
+
+
+def test_engine_logs_reach_python_logging(sd15_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="sdcpp"):
+        with sdcpp.Generator(sd15_file, device="cpu"):
+            pass
+    messages = [r.getMessage() for r in caplog.records if r.name == "sdcpp"]
+    assert any("Version: SD 1.x" in m for m in messages)
+
+
+def test_diffusers_folder_matches_single_file(generator: sdcpp.Generator, sd15_folder: Path) -> None:
+    with sdcpp.Generator(sd15_folder, device=generator.device) as folder_gen:
+        assert folder_gen.family == "SD 1.x"
+        a = pixels(folder_gen.generate("a lighthouse", seed=11, **SMALL)[0])
+    b = pixels(generator.generate("a lighthouse", seed=11, **SMALL)[0])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_close_frees_and_later_calls_raise(sd15_file: Path) -> None:
+    with sdcpp.Generator(sd15_file, device="cpu") as gen:
+        assert not gen.closed
+    assert gen.closed and "closed" in repr(gen)
+    with pytest.raises(ValueError, match="closed"):
+        gen.generate("x", **SMALL)
+
+
+def test_cpu_device_is_honoured(sd15_file: Path) -> None:
+    # patches/0001-select-backend-device.patch: without it a CUDA or Metal build always takes the GPU.
+    with sdcpp.Generator(sd15_file, device="cpu") as gen:
+        assert gen.device == "CPU"
+        assert gen.generate("x", seed=2, **SMALL)[0].size == (64, 64)
+
+
+def test_unknown_device_lists_the_devices_found(sd15_file: Path) -> None:
+    with pytest.raises(sdcpp.DeviceError, match="'tpu' is not available.*devices found: .*'CPU'"):
+        sdcpp.Generator(sd15_file, device="tpu")
