@@ -27,8 +27,9 @@ void on_log(sd_log_level_t level, const char* text, void*) {
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
         line.pop_back();
     }
-    if (level >= SD_LOG_WARN && current_scope) {
-        current_scope->note_problem(line);
+    CallScope* scope = current_scope;
+    if (level >= SD_LOG_WARN && scope) {
+        scope->note_problem(line);
     }
     const int py_level = python_level(level);
     if (py_level < min_python_level.load(std::memory_order_relaxed) || !python_alive.load() ||
@@ -37,7 +38,9 @@ void on_log(sd_log_level_t level, const char* text, void*) {
     }
     py::gil_scoped_acquire gil;
     try {
-        py::module_::import("sdcpp._logs").attr("emit")(py_level, line);
+        // A Generator's own logger (a child of "sdcpp") for lines of its calls, "sdcpp" for the rest.
+        py::object logger = scope ? scope->logger() : py::none();
+        py::module_::import("sdcpp._logs").attr("emit")(py_level, line, logger);
     } catch (py::error_already_set& e) {
         e.discard_as_unraisable("sdcpp log handler");
     }
@@ -51,7 +54,8 @@ void on_progress(int step, int steps, float seconds, void*) {
 
 }  // namespace
 
-CallScope::CallScope(py::object progress) : progress_(std::move(progress)), previous_(current_scope) {
+CallScope::CallScope(py::object progress, py::object logger, std::function<void()> stop)
+    : progress_(std::move(progress)), logger_(std::move(logger)), stop_(std::move(stop)), previous_(current_scope) {
     current_scope = this;
 }
 
@@ -64,14 +68,23 @@ CallScope* CallScope::current() {
 }
 
 void CallScope::report_progress(int step, int steps, float seconds) {
-    if (progress_.is_none() || callback_error_) {
+    if (callback_error_) {
         return;
     }
     py::gil_scoped_acquire gil;
     try {
-        progress_(step, steps, seconds);
+        // Python's SIGINT handler only sets a flag while native code runs; this raises it.
+        if (PyErr_CheckSignals() != 0) {
+            throw py::error_already_set();
+        }
+        if (!progress_.is_none()) {
+            progress_(step, steps, seconds);
+        }
     } catch (py::error_already_set& e) {
         callback_error_.emplace(std::move(e));
+        if (stop_) {
+            stop_();
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 // Routing of the engine's process-global log and progress callbacks to the Python caller.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,11 +12,16 @@ namespace sdcpp {
 
 // What one engine call on this thread reports to. The engine invokes its callbacks on the thread
 // that made the call, so a thread-local scope keeps two Generators in two threads apart, and the
-// end of the scope (on every exit path) is what unregisters the call's progress callback.
+// end of the scope (on every exit path) is what unregisters the call's callbacks.
 // Construct and destroy it with the GIL held; the engine call itself runs without it.
+//
+// At each progress report the scope also checks for Ctrl-C. When the progress callback raises, or
+// Ctrl-C arrives, the exception is kept for rethrow_callback_error() and `stop` is called once so
+// that the engine gives up at its next cancellation point.
 class CallScope {
 public:
-    explicit CallScope(py::object progress = py::none());
+    CallScope(py::object progress, py::object logger, std::function<void()> stop);
+    CallScope() : CallScope(py::none(), py::none(), nullptr) {}
     ~CallScope();
     CallScope(const CallScope&)            = delete;
     CallScope& operator=(const CallScope&) = delete;
@@ -24,14 +30,18 @@ public:
 
     void report_progress(int step, int steps, float seconds);
     void note_problem(std::string line);
+    const py::object& logger() const { return logger_; }
 
-    // Re-raises the first exception the progress callback raised, if any (GIL held).
+    bool has_callback_error() const { return callback_error_.has_value(); }
+    // Re-raises the first exception of the progress callback or Ctrl-C, if any (GIL held).
     void rethrow_callback_error();
     // The engine's warnings and errors during this call, one per line, for exception messages.
     std::string problems() const;
 
 private:
     py::object progress_;
+    py::object logger_;
+    std::function<void()> stop_;
     std::optional<py::error_already_set> callback_error_;
     std::vector<std::string> problems_;
     CallScope* previous_;

@@ -1,6 +1,7 @@
 // A loaded model: the engine context, owned for its whole life by one Context object.
 #include <pybind11/stl.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,7 +59,7 @@ struct GenerateOptions {
 
 class Context {
 public:
-    explicit Context(const LoadOptions& o) {
+    Context(const LoadOptions& o, py::object logger) : logger_(std::move(logger)) {
         sd_ctx_params_t p;
         sd_ctx_params_init(&p);
         p.model_path           = c_str_or_null(o.model);
@@ -87,14 +88,26 @@ public:
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
 
-        CallScope scope;
+        CallScope scope(py::none(), logger_, nullptr);
+        std::string engine_exception;
         {
             py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(creation_mutex);
             sd_set_backend_device(c_str_or_null(o.device));
-            ctx_.reset(new_sd_ctx(&p));
+            // The engine's readers throw on some malformed files (e.g. std::length_error on a GGUF
+            // string length beyond the file) although its API is C; keep those as load failures.
+            try {
+                ctx_.reset(new_sd_ctx(&p));
+            } catch (const std::exception& e) {
+                engine_exception = e.what();
+            }
             sd_set_backend_device(nullptr);
         }
+        if (!engine_exception.empty()) {
+            throw ModelLoadError(with_engine_log("the engine failed reading the model: " + engine_exception, scope));
+        }
+        // Ctrl-C during loading cannot stop the engine; it is raised once loading returns.
+        scope.rethrow_callback_error();
         if (!ctx_) {
             throw ModelLoadError(with_engine_log("the engine could not load the model", scope));
         }
@@ -116,14 +129,34 @@ public:
             parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
 
-        CallScope scope(std::move(progress));
+        CallScope scope(std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); });
         sd_image_t* images = nullptr;
+        bool cancelled     = false;
+        std::string engine_exception;
         {
             py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(mutex_);
-            images = generate_image(live(), &p);
+            std::lock_guard<std::mutex> lock(call_mutex_);
+            sd_ctx_t* ctx = live();
+            cancel_requested_.store(false);
+            sd_ctx_request_cancel(ctx, false);
+            try {
+                images = generate_image(ctx, &p);
+            } catch (const std::exception& e) {
+                engine_exception = e.what();
+            }
+            cancelled = cancel_requested_.load();
+        }
+        if (!engine_exception.empty()) {
+            throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
+        }
+        if (images && (cancelled || scope.has_callback_error())) {
+            ImageBatch discarded(images, o.batch_count);
+            images = nullptr;
         }
         scope.rethrow_callback_error();
+        if (!images && cancelled) {
+            throw Cancelled("the generation was cancelled (Generator.cancel())");
+        }
         if (!images) {
             throw GenerationError(with_engine_log("the engine produced no image", scope));
         }
@@ -137,29 +170,59 @@ public:
     }
 
     std::string default_sample_method() {
-        return sd_sample_method_name(sd_get_default_sample_method(live()));
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_sample_method_name(sd_get_default_sample_method(ctx))); });
     }
 
     std::string default_scheduler(const std::string& sample_method) {
         auto method = parse_name(sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
-        return sd_scheduler_name(sd_get_default_scheduler(live(), method));
+        return with_ctx([method](sd_ctx_t* ctx) {
+            return std::string(sd_scheduler_name(sd_get_default_scheduler(ctx, method)));
+        });
     }
 
-    std::string model_version() { return sd_ctx_model_version(live()); }
-    std::string device() { return sd_ctx_device_name(live()); }
-    std::string weight_types() { return sd_ctx_weight_types(live()); }
-    int spatial_multiple() { return sd_ctx_spatial_multiple(live()); }
+    std::string model_version() {
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_ctx_model_version(ctx)); });
+    }
+    std::string device() {
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_ctx_device_name(ctx)); });
+    }
+    std::string weight_types() {
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_ctx_weight_types(ctx)); });
+    }
+    int spatial_multiple() {
+        return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_spatial_multiple(ctx); });
+    }
+
+    // Asks the generation running in another thread to stop at its next sampling step.
+    void cancel() {
+        cancel_requested_.store(true);
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(handle_mutex_);
+        if (ctx_) {
+            sd_ctx_request_cancel(ctx_.get(), true);
+        }
+    }
 
     // Waits for a generation running in another thread, then frees the engine context.
     void close() {
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(mutex_);
+        std::lock_guard<std::mutex> call_lock(call_mutex_);
+        std::lock_guard<std::mutex> handle_lock(handle_mutex_);
         ctx_.reset();
     }
 
     bool closed() const { return !ctx_; }
 
 private:
+    // Runs a quick query on the live context while close() cannot free it. The GIL is released
+    // first: close() holds handle_mutex_ while the engine frees memory, and the engine may log.
+    template <typename F>
+    auto with_ctx(F query) -> decltype(query(nullptr)) {
+        py::gil_scoped_release nogil;
+        std::lock_guard<std::mutex> lock(handle_mutex_);
+        return query(live());
+    }
+
     sd_ctx_t* live() {
         if (!ctx_) {
             throw py::value_error("the Generator is closed");
@@ -167,8 +230,13 @@ private:
         return ctx_.get();
     }
 
+    py::object logger_;
     std::unique_ptr<sd_ctx_t, decltype(&free_sd_ctx)> ctx_{nullptr, free_sd_ctx};
-    std::mutex mutex_;
+    // call_mutex_ serializes engine calls on this context; handle_mutex_ guards ctx_ itself for
+    // cancel(), which must not wait for the generation it is stopping.
+    std::mutex call_mutex_;
+    std::mutex handle_mutex_;
+    std::atomic<bool> cancel_requested_{false};
 };
 
 void register_context(py::module_& m) {
@@ -176,19 +244,23 @@ void register_context(py::module_& m) {
         .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
                          std::string clip_g, std::string t5xxl, std::string taesd, std::string weight_type,
                          std::string device, std::string rng, int threads, bool flash_attn,
-                         bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap) {
-                 return std::make_unique<Context>(LoadOptions{
-                     model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, weight_type, device, rng,
-                     threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap});
+                         bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
+                         py::object logger) {
+                 return std::make_unique<Context>(
+                     LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, weight_type, device,
+                                 rng, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap},
+                     std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
              py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "",
              py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
+             py::arg("logger").none(true) = py::none(),
              R"pbdoc(
 Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
-engine's default); `threads` <= 0 means one per physical core.
+engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
+calls go to `logger` (default: the "sdcpp" logger).
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
@@ -212,6 +284,8 @@ Text to image. Returns one (height, width, 3) uint8 array per image, viewing the
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
 
 Raises:
+    sdcpp.Cancelled: cancel() was called from another thread.
+    KeyboardInterrupt: Ctrl-C, checked at every sampling step.
     sdcpp.GenerationError: the engine produced no image; the message carries its log.
 )pbdoc")
         .def("default_sample_method", &Context::default_sample_method)
@@ -221,6 +295,7 @@ Raises:
         .def_property_readonly("weight_types", &Context::weight_types)
         .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
         .def_property_readonly("closed", &Context::closed)
+        .def("cancel", &Context::cancel, "Stops the generation running in another thread at its next step.")
         .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.");
 }
 

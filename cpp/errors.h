@@ -17,4 +17,8 @@ struct DeviceError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+struct Cancelled : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 }  // namespace sdcpp

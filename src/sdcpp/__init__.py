@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from .errors import (
+    Cancelled,
     DeviceError,
     GenerationError,
     InvalidArgumentError,
@@ -22,6 +23,7 @@ from ._core import __version__
 from .system import system_info
 
 __all__ = [
+    "Cancelled",
     "DeviceError",
     "GeneratedImage",
     "GenerationError",

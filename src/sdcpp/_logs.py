@@ -12,5 +12,5 @@ logger = logging.getLogger("sdcpp")
 atexit.register(_core.shutdown)
 
 
-def emit(level: int, message: str) -> None:
-    logger.log(level, message)
+def emit(level: int, message: str, to: logging.Logger | None = None) -> None:
+    (to or logger).log(level, message)

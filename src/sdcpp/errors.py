@@ -13,6 +13,7 @@ __all__ = [
     "ModelNotFoundError",
     "DeviceError",
     "GenerationError",
+    "Cancelled",
 ]
 
 
@@ -38,3 +39,7 @@ class DeviceError(SdcppError, ValueError):
 
 class GenerationError(SdcppError):
     """The engine failed while generating; the message carries its log."""
+
+
+class Cancelled(SdcppError):
+    """The generation was stopped by :meth:`Generator.cancel` from another thread."""
