@@ -1,5 +1,8 @@
 #include "errors.h"
 
+#include <cstdio>
+
+#include "ggml.h"
 #include "module.h"
 
 namespace sdcpp {
@@ -14,9 +17,23 @@ void raise_as(const E& e, const char* python_name) {
     PyErr_SetString(cls.ptr(), e.what());
 }
 
+// ggml aborts the process on a failed internal check (GGML_ASSERT). Checks in Python come first so
+// that this is not reached; when it is, say plainly what happened before the process ends.
+void report_engine_abort(const char* message) {
+    std::fprintf(stderr,
+                 "\nsdcpp: the engine stopped the process on an internal check it cannot recover from:\n%s\n"
+                 "sdcpp: please report this with the arguments that led to it.\n",
+                 message ? message : "(no message)");
+    std::fflush(stderr);
+}
+
 }  // namespace
 
-void register_errors(py::module_&) {
+void register_errors(py::module_& m) {
+    ggml_set_abort_callback(report_engine_abort);
+    m.def(
+        "_abort_for_tests", [] { GGML_ABORT("sdcpp test of the abort report"); },
+        "Ends the process through the engine's abort path (for the test of its report only).");
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) {
@@ -28,6 +45,8 @@ void register_errors(py::module_&) {
             raise_as(e, "GenerationError");
         } catch (const DeviceError& e) {
             raise_as(e, "DeviceError");
+        } catch (const Cancelled& e) {
+            raise_as(e, "Cancelled");
         }
     });
 }

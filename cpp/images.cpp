@@ -1,12 +1,24 @@
 #include "images.h"
 
+#include <atomic>
 #include <cstdlib>
 
 namespace sdcpp {
 
-ImageBatch::ImageBatch(sd_image_t* images, int count) : images_(images, Deleter{count}), count_(count) {}
+namespace {
+std::atomic<int> live_batches{0};
+}
+
+ImageBatch::ImageBatch(sd_image_t* images, int count) : images_(images, Deleter{count}), count_(count) {
+    live_batches.fetch_add(1);
+}
+
+int ImageBatch::live_count() {
+    return live_batches.load();
+}
 
 void ImageBatch::Deleter::operator()(sd_image_t* images) const {
+    live_batches.fetch_sub(1);
     for (int i = 0; i < count; ++i) {
         std::free(images[i].data);
     }
@@ -30,7 +42,9 @@ py::typing::List<py::array_t<uint8_t>> to_arrays(ImageBatch batch) {
 void register_images(py::module_& m) {
     py::class_<ImageBatch>(m, "ImageBatch",
                            "Engine-owned pixels of one generation; the base of the arrays it returns.")
-        .def("__len__", &ImageBatch::size);
+        .def("__len__", &ImageBatch::size)
+        .def_static("live_count", &ImageBatch::live_count,
+                    "Batches whose engine memory is still allocated in this process.");
 }
 
 }  // namespace sdcpp

@@ -16,6 +16,8 @@ namespace sdcpp {
 class ImageBatch {
 public:
     ImageBatch(sd_image_t* images, int count);
+    // Batches whose pixels are still allocated, in this process: a leak check for tests.
+    static int live_count();
     int size() const { return count_; }
     const sd_image_t& operator[](int i) const { return images_.get()[i]; }
 

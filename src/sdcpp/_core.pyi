@@ -10,13 +10,18 @@ class Context:
     """
     An engine context holding one loaded model.
     """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False) -> None:
+    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
-        engine's default); `threads` <= 0 means one per physical core.
+        engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
+        calls go to `logger` (default: the "sdcpp" logger).
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
+        """
+    def cancel(self) -> None:
+        """
+        Stops the generation running in another thread at its next step.
         """
     def close(self) -> None:
         """
@@ -32,6 +37,8 @@ class Context:
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
         
         Raises:
+            sdcpp.Cancelled: cancel() was called from another thread.
+            KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
     @property
@@ -53,8 +60,17 @@ class ImageBatch:
     """
     Engine-owned pixels of one generation; the base of the arrays it returns.
     """
+    @staticmethod
+    def live_count() -> int:
+        """
+        Batches whose engine memory is still allocated in this process.
+        """
     def __len__(self) -> int:
         ...
+def _abort_for_tests() -> None:
+    """
+    Ends the process through the engine's abort path (for the test of its report only).
+    """
 def rng_types() -> list[str]:
     """
     Random number generator names.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -9,7 +10,7 @@ from typing import Callable, Optional, Union
 
 from . import _core
 from ._logs import logger
-from .devices import resolve_device
+from .devices import devices, resolve_device
 from .errors import InvalidArgumentError
 from .files import check_model_path
 from .images import GeneratedImage
@@ -22,6 +23,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 ProgressCallback = Callable[[int, int, float], object]
 
 _MAX_STEPS = 10_000
+# The engine's prompt parsing and tokenizing slow down sharply past this (a 10k-character prompt
+# took 2.5 s to encode, a 100k-character one did not finish in 5 minutes).
+_MAX_PROMPT_CHARS = 10_000
 _MAX_BATCH = 64
 _SEED_LIMIT = 2**63  # the engine's seed is an int64_t, and image i of a batch uses seed + i
 
@@ -45,6 +49,8 @@ class Generator:
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
         flash_attn: flash attention in the diffusion model (less memory, often faster on GPUs).
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
+        name: the engine's log lines for this Generator's calls go to the logger
+            ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
     Raises:
         sdcpp.ModelNotFoundError: a path does not exist.
@@ -69,6 +75,7 @@ class Generator:
         flash_attn: bool = False,
         keep_clip_on_cpu: bool = False,
         keep_vae_on_cpu: bool = False,
+        name: Optional[str] = None,
     ) -> None:
         paths = {
             "model": model, "vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl,
@@ -86,6 +93,9 @@ class Generator:
         if threads is not None and (not _is_int(threads) or threads < 1):
             raise InvalidArgumentError(f"threads: must be a positive integer or None, not {threads!r}")
         self.model = checked.get("model") or checked["diffusion_model"]
+        #: Where the engine's log lines for this Generator go: a child of the ``sdcpp`` logger.
+        self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
+        self._flash_attn = flash_attn
         _core.set_log_level(logger.getEffectiveLevel())
         self._ctx = _core.Context(
             **checked,
@@ -96,6 +106,7 @@ class Generator:
             flash_attn=flash_attn,
             keep_clip_on_cpu=keep_clip_on_cpu,
             keep_vae_on_cpu=keep_vae_on_cpu,
+            logger=self.logger,
         )
         #: The model family the engine detected, e.g. ``"SD 1.x"`` or ``"SDXL"``.
         self.family: str = self._ctx.model_version
@@ -103,7 +114,9 @@ class Generator:
         self.device: str = self._ctx.device
         #: Weight types per component and tensor counts: ``{"diffusion": {"f16": 686}, ...}``.
         self.weight_types: dict[str, dict[str, int]] = _parse_weight_types(self._ctx.weight_types)
-        logger.info("loaded %s on %s", self, self.device)
+        #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
+        self.size_multiple: int = self._ctx.spatial_multiple
+        self.logger.info("loaded %s", self)
 
     def generate(
         self,
@@ -144,12 +157,21 @@ class Generator:
             ``batch`` :class:`GeneratedImage` objects (PIL images, RGB) whose ``parameters``
             hold the settings used, the seed of each image included.
         """
-        if not isinstance(prompt, str):
-            raise InvalidArgumentError(f"prompt: must be a str, not {type(prompt).__name__}")
-        if not isinstance(negative_prompt, str):
-            raise InvalidArgumentError(
-                f"negative_prompt: must be a str, not {type(negative_prompt).__name__}"
-            )
+        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"{name}: must be a str, not {type(text).__name__}")
+            if len(text) > _MAX_PROMPT_CHARS:
+                raise InvalidArgumentError(
+                    f"{name}: {len(text)} characters is more than the {_MAX_PROMPT_CHARS} allowed; "
+                    "the text encoder only sees about 75 tokens per chunk anyway"
+                )
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise InvalidArgumentError(
+                    f"{name}: is not valid Unicode text (unpaired surrogate at index {e.start}); "
+                    "decode bytes with errors='replace' first"
+                ) from None
         multiple = self.size_multiple
         for name, value in (("width", width), ("height", height)):
             if not _is_int(value) or value < multiple or value % multiple:
@@ -158,6 +180,7 @@ class Generator:
                     f"{name}: must be a positive multiple of {multiple} for {self.family} models, "
                     f"not {value!r}; try {nearest}"
                 )
+        self._check_memory(width, height)
         if not _is_int(steps) or not 1 <= steps <= _MAX_STEPS:
             raise InvalidArgumentError(f"steps: must be an integer from 1 to {_MAX_STEPS}, not {steps!r}")
         if not _is_number(cfg_scale) or not math.isfinite(cfg_scale):
@@ -201,10 +224,34 @@ class Generator:
         }
         return [GeneratedImage.from_array(a, {**common, "seed": seed + i}) for i, a in enumerate(arrays)]
 
-    @property
-    def size_multiple(self) -> int:
-        """Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL)."""
-        return self._ctx.spatial_multiple
+    def cancel(self) -> None:
+        """Stop the generation running in another thread at its next sampling step.
+
+        That thread's :meth:`generate` raises :class:`sdcpp.Cancelled`; the Generator stays usable.
+        A call made while nothing runs has no effect on later generations.
+        """
+        self._ctx.cancel()
+
+    def _check_memory(self, width: int, height: int) -> None:
+        """Refuse sizes whose attention alone needs more memory than the device has free.
+
+        The engine allocates the whole compute graph at once and aborts when that fails. Without
+        flash attention a UNet's self-attention at its finest level holds an N x N score matrix per
+        head (N latent tokens: 8 heads at 1/8 scale for SD 1.x/2.x, 10 at 1/16 for SDXL), which
+        dominates at large sizes; flash attention does not materialise it.
+        """
+        if self._flash_attn or self.size_multiple != 64:
+            return
+        xl = "XL" in self.family
+        tokens = (width // (16 if xl else 8)) * (height // (16 if xl else 8))
+        need = tokens * tokens * (10 if xl else 8) * 4
+        free = next((d["memory_free"] for d in devices() if d["name"] == self.device), 0)
+        if free and need > free:
+            raise InvalidArgumentError(
+                f"width, height: {width}x{height} needs about {need / 2**30:.0f} GiB for attention on "
+                f"{self.device}, which has {free / 2**30:.0f} GiB free; use a smaller size or "
+                "Generator(..., flash_attn=True)"
+            )
 
     @property
     def closed(self) -> bool:
