@@ -165,12 +165,16 @@ def test_gil_is_released_while_generating(generator: sdcpp.Generator) -> None:
     assert ticks >= 0.5 * elapsed / 0.01, f"only {ticks} ticks in {elapsed:.1f}s: the GIL was held"
 
 
-def test_engine_logs_reach_python_logging(sd15_file: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("INFO", logger="sdcpp"):
-        with sdcpp.Generator(sd15_file, device="cpu"):
-            pass
-    messages = [r.getMessage() for r in caplog.records if r.name == "sdcpp"]
-    assert any("Version: SD 1.x" in m for m in messages)
+def test_engine_logs_reach_python_logging_at_their_levels(
+    sd15_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG", logger="sdcpp"):
+        with sdcpp.Generator(sd15_file, device="cpu", name="logtest") as gen:
+            assert gen.logger.name == "sdcpp.logtest"
+    mine = [r for r in caplog.records if r.name == "sdcpp.logtest"]
+    version = [r for r in mine if "Version: SD 1.x" in r.getMessage()]
+    assert version and version[0].levelname == "INFO"
+    assert any(r.levelname == "DEBUG" for r in mine)
 
 
 def test_diffusers_folder_matches_single_file(generator: sdcpp.Generator, sd15_folder: Path) -> None:

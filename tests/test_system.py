@@ -13,6 +13,8 @@ def test_system_info_lists_the_cpu_backend_and_device() -> None:
     cpu = [d for d in info["devices"] if d["type"] == "cpu"]
     assert cpu and cpu[0]["name"] == "CPU" and cpu[0]["memory_total"] > 0
     assert info["engine"]["source"].startswith("stable-diffusion-cpp-python==0.4.7")
+    # The pinned tree has no git history; the engine's `git describe` must not report sdcpp's own.
+    assert info["engine"]["commit"] == "unknown"
     assert info["physical_cores"] >= 1
     assert all(isinstance(v, str) for v in info["cpu_features"].values())
 
