@@ -1,9 +1,11 @@
 // A loaded model: the engine context, owned for its whole life by one Context object.
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "callbacks.h"
@@ -42,7 +44,7 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
 }
 
 struct LoadOptions {
-    std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd;
+    std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
     std::string weight_type, device, rng;
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
@@ -51,9 +53,23 @@ struct LoadOptions {
 struct GenerateOptions {
     std::string prompt, negative_prompt, sample_method, scheduler;
     int width, height, steps, batch_count, clip_skip;
-    float cfg_scale;
+    float cfg_scale, strength, control_strength;
     int64_t seed;
 };
+
+using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// A view of (height, width[, channels]) uint8 pixels that the caller keeps alive for the call;
+// an empty sd_image_t for None.
+sd_image_t image_view(const std::optional<Pixels>& pixels) {
+    if (!pixels) {
+        return sd_image_t{0, 0, 0, nullptr};
+    }
+    const Pixels& a = *pixels;
+    uint32_t channels = a.ndim() == 3 ? static_cast<uint32_t>(a.shape(2)) : 1;
+    return sd_image_t{static_cast<uint32_t>(a.shape(1)), static_cast<uint32_t>(a.shape(0)), channels,
+                      const_cast<uint8_t*>(a.data())};
+}
 
 }  // namespace
 
@@ -69,6 +85,7 @@ public:
         p.clip_g_path          = c_str_or_null(o.clip_g);
         p.t5xxl_path           = c_str_or_null(o.t5xxl);
         p.taesd_path           = c_str_or_null(o.taesd);
+        p.control_net_path     = c_str_or_null(o.control_net);
         p.wtype                = parse_name(o.weight_type, str_to_sd_type, SD_TYPE_COUNT, "weight type");
         p.rng_type             = parse_name(o.rng, str_to_rng_type, RNG_TYPE_COUNT, "rng");
         if (p.rng_type == RNG_TYPE_COUNT) {
@@ -113,7 +130,9 @@ public:
         }
     }
 
-    py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, py::object progress) {
+    py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, const std::optional<Pixels>& init_image,
+                                                    const std::optional<Pixels>& mask_image,
+                                                    const std::optional<Pixels>& control_image, py::object progress) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
         p.prompt                           = o.prompt.c_str();
@@ -125,6 +144,11 @@ public:
         p.clip_skip                        = o.clip_skip;
         p.sample_params.sample_steps       = o.steps;
         p.sample_params.guidance.txt_cfg   = o.cfg_scale;
+        p.strength                         = o.strength;
+        p.control_strength                 = o.control_strength;
+        p.init_image                       = image_view(init_image);
+        p.mask_image                       = image_view(mask_image);
+        p.control_image                    = image_view(control_image);
         p.sample_params.sample_method =
             parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
@@ -242,17 +266,18 @@ private:
 void register_context(py::module_& m) {
     py::class_<Context>(m, "Context", "An engine context holding one loaded model.")
         .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
-                         std::string clip_g, std::string t5xxl, std::string taesd, std::string weight_type,
+                         std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
+                         std::string weight_type,
                          std::string device, std::string rng, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
                          py::object logger) {
                  return std::make_unique<Context>(
-                     LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, weight_type, device,
+                     LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
                                  rng, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
-             py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "",
+             py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
              py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
@@ -269,18 +294,24 @@ Raises:
             "generate",
             [](Context& self, std::string prompt, std::string negative_prompt, int width, int height, int steps,
                float cfg_scale, std::string sample_method, std::string scheduler, int64_t seed, int batch_count,
-               int clip_skip, py::object progress) {
+               int clip_skip, std::optional<Pixels> init_image, std::optional<Pixels> mask_image, float strength,
+               std::optional<Pixels> control_image, float control_strength, py::object progress) {
                 return self.generate(GenerateOptions{prompt, negative_prompt, sample_method, scheduler, width,
-                                                     height, steps, batch_count, clip_skip, cfg_scale, seed},
-                                     std::move(progress));
+                                                     height, steps, batch_count, clip_skip, cfg_scale, strength,
+                                                     control_strength, seed},
+                                     init_image, mask_image, control_image, std::move(progress));
             },
             py::kw_only(), py::arg("prompt"), py::arg("negative_prompt") = "", py::arg("width") = 512,
             py::arg("height") = 512, py::arg("steps") = 20, py::arg("cfg_scale") = 7.0f,
             py::arg("sample_method") = "", py::arg("scheduler") = "", py::arg("seed"),
-            py::arg("batch_count") = 1, py::arg("clip_skip") = -1,
+            py::arg("batch_count") = 1, py::arg("clip_skip") = -1, py::arg("init_image") = py::none(),
+            py::arg("mask_image") = py::none(), py::arg("strength") = 0.75f, py::arg("control_image") = py::none(),
+            py::arg("control_strength") = 0.9f,
             py::arg("progress").none(true) = py::none(),
             R"pbdoc(
-Text to image. Returns one (height, width, 3) uint8 array per image, viewing the engine's memory.
+Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
+all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
+image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
 
 Raises:

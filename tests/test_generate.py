@@ -203,3 +203,42 @@ def test_cpu_device_is_honoured(sd15_file: Path) -> None:
 def test_unknown_device_lists_the_devices_found(sd15_file: Path) -> None:
     with pytest.raises(sdcpp.DeviceError, match="'tpu' is not available.*devices found: .*'CPU'"):
         sdcpp.Generator(sd15_file, device="tpu")
+
+
+def test_image_to_image_starts_from_the_init_image(generator: sdcpp.Generator) -> None:
+    gray = Image.new("RGB", (64, 64), (128, 128, 128))
+    white = Image.new("RGB", (64, 64), (255, 255, 255))
+    a = pixels(generator.generate("x", seed=4, steps=4, width=64, height=64, init_image=gray, strength=0.3)[0])
+    b = pixels(generator.generate("x", seed=4, steps=4, width=64, height=64, init_image=white, strength=0.3)[0])
+    assert np.abs(a.astype(int) - b).mean() > 1, "a different init image must change the result"
+    same = generator.generate("x", seed=4, steps=4, width=64, height=64, init_image=np.asarray(gray), strength=0.3)
+    np.testing.assert_array_equal(pixels(same[0]), a)
+    assert same[0].parameters["strength"] == 0.3
+
+
+def test_inpainting_with_a_mask_runs(generator: sdcpp.Generator) -> None:
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    init = Image.new("RGB", (64, 64), (30, 60, 90))
+    out = generator.generate("x", seed=4, steps=2, width=64, height=64, init_image=init, mask_image=mask)
+    assert out[0].size == (64, 64) and out[0].parameters["inpainting"] is True
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(init_image=Image.new("RGB", (32, 64))), r"^init_image: is 32x64 pixels with 3 channels but the output is 64x64 RGB; resize"),
+        (dict(init_image=Image.new("RGBA", (64, 64))), r"^init_image: PIL mode 'RGBA' is not accepted"),
+        (dict(init_image=np.zeros((64, 64, 3), np.float32)), r"^init_image: must be uint8 pixels"),
+        (dict(init_image=np.zeros((64, 64), np.uint8)), r"^init_image: must be uint8 pixels of shape \(height, width, 3\)"),
+        (dict(init_image="photo.png"), r"^init_image: must be a PIL image or a numpy array"),
+        (dict(init_image=Image.new("RGB", (64, 64)), mask_image=Image.new("RGB", (64, 64))), r"^mask_image: PIL mode 'RGB'"),
+        (dict(init_image=Image.new("RGB", (64, 64)), mask_image=Image.new("L", (64, 32))), r"^mask_image: is 64x32 pixels"),
+        (dict(mask_image=Image.new("L", (64, 64))), r"^mask_image: inpainting needs init_image"),
+        (dict(init_image=Image.new("RGB", (64, 64)), strength=1.5), r"^strength: must be a number from 0 to 1"),
+        (dict(control_image=Image.new("RGB", (64, 64))), r"^control_image: needs a ControlNet"),
+    ],
+)
+def test_wrong_input_images_are_refused(generator: sdcpp.Generator, kwargs: dict, message: str) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match=message):
+        generator.generate("x", seed=1, **{**SMALL, **kwargs})

@@ -10,7 +10,7 @@ class Context:
     """
     An engine context holding one loaded model.
     """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
+    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
         engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
@@ -31,9 +31,11 @@ class Context:
         ...
     def default_scheduler(self, sample_method: str) -> str:
         ...
-    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
-        Text to image. Returns one (height, width, 3) uint8 array per image, viewing the engine's memory.
+        Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
+        all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
+        image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
         
         Raises:

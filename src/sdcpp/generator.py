@@ -13,7 +13,7 @@ from ._logs import logger
 from .devices import devices, resolve_device
 from .errors import InvalidArgumentError
 from .files import check_model_path
-from .images import GeneratedImage
+from .images import GeneratedImage, ImageInput, input_pixels
 from .names import Sampler, Scheduler
 
 __all__ = ["Generator", "ProgressCallback"]
@@ -39,6 +39,7 @@ class Generator:
             separately through ``diffusion_model`` and the encoders.
         vae, clip_l, clip_g, t5xxl, diffusion_model, taesd: separate component files, which
             replace or complete those inside ``model``.
+        control_net: a ControlNet model, used by ``generate(control_image=...)``.
         weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
             ``sdcpp.names``); ``None`` keeps the file's types.
         device: ``"auto"`` (the first GPU this build supports, else the CPU), ``"cpu"``,
@@ -68,6 +69,7 @@ class Generator:
         t5xxl: Optional[PathLike] = None,
         diffusion_model: Optional[PathLike] = None,
         taesd: Optional[PathLike] = None,
+        control_net: Optional[PathLike] = None,
         weight_type: Optional[str] = None,
         device: str = "auto",
         threads: Optional[int] = None,
@@ -79,7 +81,7 @@ class Generator:
     ) -> None:
         paths = {
             "model": model, "vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl,
-            "diffusion_model": diffusion_model, "taesd": taesd,
+            "diffusion_model": diffusion_model, "taesd": taesd, "control_net": control_net,
         }
         if model is None and diffusion_model is None:
             raise InvalidArgumentError("model: give a model file or folder (or diffusion_model=...)")
@@ -96,6 +98,7 @@ class Generator:
         #: Where the engine's log lines for this Generator go: a child of the ``sdcpp`` logger.
         self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
         self._flash_attn = flash_attn
+        self._has_control_net = control_net is not None
         _core.set_log_level(logger.getEffectiveLevel())
         self._ctx = _core.Context(
             **checked,
@@ -132,6 +135,11 @@ class Generator:
         seed: int = -1,
         batch: int = 1,
         clip_skip: Optional[int] = None,
+        init_image: Optional[ImageInput] = None,
+        mask_image: Optional[ImageInput] = None,
+        strength: float = 0.75,
+        control_image: Optional[ImageInput] = None,
+        control_strength: float = 0.9,
         progress: Optional[ProgressCallback] = None,
     ) -> list[GeneratedImage]:
         """Generate ``batch`` images from a text prompt.
@@ -149,6 +157,13 @@ class Generator:
             batch: number of images, 1 to 64.
             clip_skip: skip the last ``clip_skip - 1`` text-encoder layers; ``None`` is the
                 model's default.
+            init_image: image-to-image: start from this picture (PIL image in mode RGB/L/P, or a
+                uint8 ``(height, width, 3)`` array) of exactly ``width`` x ``height``.
+            mask_image: inpainting: repaint where the mask (mode L/1, or ``(height, width)``
+                uint8) is white; needs ``init_image``.
+            strength: how much of ``init_image`` is repainted, 0 to 1.
+            control_image, control_strength: the ControlNet's condition image and weight; needs
+                ``Generator(control_net=...)``.
             progress: called as ``progress(0, steps, 0.0)`` when sampling starts, then as
                 ``progress(step, steps, seconds_per_step)`` after each step, on this thread; an
                 exception it raises is raised here once the generation returns.
@@ -193,6 +208,17 @@ class Generator:
             )
         if clip_skip is not None and (not _is_int(clip_skip) or clip_skip < 1):
             raise InvalidArgumentError(f"clip_skip: must be a positive integer or None, not {clip_skip!r}")
+        for name, value in (("strength", strength), ("control_strength", control_strength)):
+            if not _is_number(value) or not 0 <= value <= (1 if name == "strength" else 10):
+                limit = 1 if name == "strength" else 10
+                raise InvalidArgumentError(f"{name}: must be a number from 0 to {limit}, not {value!r}")
+        if mask_image is not None and init_image is None:
+            raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
+        if control_image is not None and not self._has_control_net:
+            raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
+        init = input_pixels(init_image, "init_image", width, height)
+        mask = input_pixels(mask_image, "mask_image", width, height, mask=True)
+        control = input_pixels(control_image, "control_image", width, height)
         if progress is not None and not callable(progress):
             raise InvalidArgumentError(f"progress: must be callable or None, not {type(progress).__name__}")
         sampler_name = _choice(sampler, Sampler, "sampler") or self._ctx.default_sample_method()
@@ -214,6 +240,11 @@ class Generator:
             seed=seed,
             batch_count=batch,
             clip_skip=-1 if clip_skip is None else clip_skip,
+            init_image=init,
+            mask_image=mask,
+            strength=float(strength),
+            control_image=control,
+            control_strength=float(control_strength),
             progress=progress,
         )
         common = {
@@ -222,6 +253,10 @@ class Generator:
             "scheduler": scheduler_name, "clip_skip": clip_skip, "model": os.path.basename(self.model),
             "family": self.family, "sdcpp_version": _core.__version__,
         }
+        if init is not None:
+            common.update(strength=float(strength), inpainting=mask is not None)
+        if control is not None:
+            common.update(control_strength=float(control_strength))
         return [GeneratedImage.from_array(a, {**common, "seed": seed + i}) for i, a in enumerate(arrays)]
 
     def cancel(self) -> None:

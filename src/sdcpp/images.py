@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Mapping
+from typing import IO, Any, Mapping, Optional, Union
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-__all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY"]
+from .errors import InvalidArgumentError
+
+__all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels"]
+
+#: An input image: a PIL image, or a uint8 array of shape (height, width, 3) — (height, width) for masks.
+ImageInput = Union[Image.Image, np.ndarray]
 
 # "parameters" is the text chunk that Stable Diffusion web UIs and image viewers read;
 # "sdcpp" holds the same facts as JSON, for programs.
@@ -67,3 +72,41 @@ def _a1111_text(p: Mapping[str, Any]) -> str:
     }
     lines.append(", ".join(f"{k}: {v}" for k, v in settings.items()))
     return "\n".join(lines)
+
+
+# PIL modes that convert to RGB (or to a one-channel mask) without losing anything but colour.
+_COLOR_MODES = {"RGB", "L", "P"}
+_MASK_MODES = {"L", "1"}
+
+
+def input_pixels(
+    image: Optional[ImageInput], argument: str, width: int, height: int, *, mask: bool = False
+) -> Optional[np.ndarray]:
+    """Check an input image against the output size and return its C-contiguous uint8 pixels."""
+    if image is None:
+        return None
+    channels = 1 if mask else 3
+    if isinstance(image, Image.Image):
+        allowed = _MASK_MODES if mask else _COLOR_MODES
+        if image.mode not in allowed:
+            target = "L" if mask else "RGB"
+            raise InvalidArgumentError(
+                f"{argument}: PIL mode {image.mode!r} is not accepted (use one of "
+                f"{', '.join(sorted(allowed))}); convert it with image.convert({target!r})"
+            )
+        image = np.asarray(image.convert("L" if mask else "RGB"))
+    if not isinstance(image, np.ndarray):
+        raise InvalidArgumentError(f"{argument}: must be a PIL image or a numpy array, not {type(image).__name__}")
+    expected = (height, width) if mask else (height, width, channels)
+    if image.dtype != np.uint8 or image.ndim != len(expected):
+        raise InvalidArgumentError(
+            f"{argument}: must be uint8 pixels of shape {'(height, width)' if mask else '(height, width, 3)'}, "
+            f"not {image.dtype} of shape {image.shape}"
+        )
+    if image.shape != expected:
+        raise InvalidArgumentError(
+            f"{argument}: is {image.shape[1]}x{image.shape[0]} pixels{'' if mask else f' with {image.shape[2]} channels'}"
+            f" but the output is {width}x{height}{'' if mask else ' RGB'}; resize it with "
+            f"image.resize(({width}, {height}))"
+        )
+    return np.ascontiguousarray(image)
