@@ -31,6 +31,23 @@ std::string with_engine_log(std::string message, const CallScope& scope) {
     return log.empty() ? message : message + "\nengine log:\n" + log;
 }
 
+// 0004-check-ops-before-compute.patch logs "unsupported op '<op>' on <backend>" when a graph holds
+// a node its backend cannot run; that failure has its own exception, with the way out.
+void throw_unsupported_op(const CallScope& scope) {
+    const std::string problems = scope.problems();
+    const std::string marker   = "unsupported op '";
+    auto at                    = problems.find(marker);
+    if (at == std::string::npos) {
+        return;
+    }
+    auto op_begin = at + marker.size();
+    auto op_end   = problems.find("' on ", op_begin);
+    auto dev_end  = problems.find('\n', op_end);
+    std::string op     = problems.substr(op_begin, op_end - op_begin);
+    std::string device = problems.substr(op_end + 5, dev_end == std::string::npos ? std::string::npos : dev_end - op_end - 5);
+    throw UnsupportedOperation(op + "|" + device);
+}
+
 template <typename Enum>
 Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum unset, const char* what) {
     if (name.empty()) {
@@ -182,6 +199,7 @@ public:
             throw Cancelled("the generation was cancelled (Generator.cancel())");
         }
         if (!images) {
+            throw_unsupported_op(scope);
             throw GenerationError(with_engine_log("the engine produced no image", scope));
         }
         ImageBatch batch(images, o.batch_count);
@@ -326,6 +344,11 @@ Raises:
         .def_property_readonly("weight_types", &Context::weight_types)
         .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
         .def_property_readonly("closed", &Context::closed)
+        .def_static(
+            "refuse_op_for_tests",
+            [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
+            py::arg("op").none(true),
+            "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.")
         .def("cancel", &Context::cancel, "Stops the generation running in another thread at its next step.")
         .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.");
 }

@@ -45,6 +45,11 @@ void register_errors(py::module_& m) {
             raise_as(e, "GenerationError");
         } catch (const DeviceError& e) {
             raise_as(e, "DeviceError");
+        } catch (const UnsupportedOperation& e) {
+            std::string what = e.what();
+            auto bar         = what.find('|');
+            py::object cls   = py::module_::import("sdcpp.errors").attr("UnsupportedOperation");
+            PyErr_SetObject(cls.ptr(), cls(what.substr(0, bar), what.substr(bar + 1)).ptr());
         } catch (const Cancelled& e) {
             raise_as(e, "Cancelled");
         }

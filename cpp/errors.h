@@ -17,6 +17,11 @@ struct DeviceError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// what() is "<op>|<device>", which the translator turns into sdcpp.UnsupportedOperation(op, device).
+struct UnsupportedOperation : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 struct Cancelled : std::runtime_error {
     using std::runtime_error::runtime_error;
 };

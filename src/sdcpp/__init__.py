@@ -15,11 +15,13 @@ from .errors import (
     ModelLoadError,
     ModelNotFoundError,
     SdcppError,
+    UnsupportedOperation,
 )
 from .generator import Generator
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
 from ._core import __version__
+from .doctor import self_test
 from .system import system_info
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "Sampler",
     "Scheduler",
     "SdcppError",
+    "UnsupportedOperation",
     "__version__",
+    "self_test",
     "system_info",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``sdcpp info`` and ``sdcpp generate MODEL PROMPT``."""
+"""Command line: ``sdcpp info``, ``sdcpp doctor`` and ``sdcpp generate MODEL PROMPT``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from . import Generator, SdcppError, system_info
+from . import Generator, SdcppError, self_test, system_info
+from .doctor import report
 from .names import samplers, schedulers
 
 
@@ -37,11 +38,25 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(device: Optional[str]) -> int:
+    info = system_info()
+    print(f"sdcpp {info['version']}, ggml {info['engine']['ggml_version']}, backends: {', '.join(info['backends'])}")
+    for d in info["devices"]:
+        print(f"  {d['name']:<6} {d['type']:<5} {d['description']} ({d['memory_total'] / 2**30:.1f} GiB)")
+    checks = self_test(device)
+    print(report(checks))
+    failed = [c for c in checks if not c.passed]
+    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="sdcpp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show the engine's log")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backends, devices and CPU features as JSON")
+    d = sub.add_parser("doctor", help="list the devices and check their kernels against the CPU and numpy")
+    d.add_argument("--device", help="check only this device (default: all)")
     g = sub.add_parser("generate", help="generate images from a prompt")
     g.add_argument("model", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
     g.add_argument("prompt")
@@ -63,6 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "info":
             print(json.dumps(system_info(), indent=2))
             return 0
+        if args.command == "doctor":
+            return _doctor(args.device)
         return _generate(args)
     except SdcppError as e:
         print(f"sdcpp: error: {e}", file=sys.stderr)

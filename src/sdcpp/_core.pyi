@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
     """
+    @staticmethod
+    def refuse_op_for_tests(op: str | None) -> None:
+        """
+        Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
+        """
     def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
@@ -73,6 +78,28 @@ def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
     """
+def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Needs a non-empty range (sdcpp.ops.arange checks it; ggml aborts otherwise).
+    """
+def op_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    softmax(q k^T / sqrt(d)) v for (n, d) inputs.
+    """
+def op_conv_2d(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x (n, c, h, w), weight (out, c, kh, kw).
+    """
+def op_group_norm(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], groups: typing.SupportsInt | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x (n, c, h, w).
+    """
+def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    b @ a.T for a (m, k) and b (n, k).
+    """
+def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], dim: typing.SupportsInt | typing.SupportsIndex, max_period: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    ...
 def rng_types() -> list[str]:
     """
     Random number generator names.

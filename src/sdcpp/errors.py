@@ -14,6 +14,7 @@ __all__ = [
     "DeviceError",
     "GenerationError",
     "Cancelled",
+    "UnsupportedOperation",
 ]
 
 
@@ -43,3 +44,18 @@ class GenerationError(SdcppError):
 
 class Cancelled(SdcppError):
     """The generation was stopped by :meth:`Generator.cancel` from another thread."""
+
+
+class UnsupportedOperation(GenerationError):
+    """A device lacks a kernel the model needs (once: "unsupported op 'TIMESTEP_EMBEDDING'" on Metal).
+
+    ``op`` is ggml's name of the operation, ``device`` the ggml device that refused it.
+    """
+
+    def __init__(self, op: str, device: str) -> None:
+        self.op = op
+        self.device = device
+        super().__init__(
+            f"the {device} device has no kernel for ggml op '{op}', which this model needs. "
+            "Run on the CPU instead: Generator(..., device='cpu'), or check the device with `sdcpp doctor`."
+        )

@@ -1,0 +1,162 @@
+// Single ggml ops run on a chosen device, through the same ggml build that generates images:
+// `sdcpp.ops` and the self-test use them to show that a backend's kernels are present and right.
+#include <pybind11/numpy.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml.h"
+#include "module.h"
+
+namespace sdcpp {
+
+namespace {
+
+using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using Build  = std::function<ggml_tensor*(ggml_context*, const std::vector<ggml_tensor*>&)>;
+
+struct ContextFree {
+    void operator()(ggml_context* c) const { ggml_free(c); }
+};
+struct BackendFree {
+    void operator()(ggml_backend* b) const { ggml_backend_free(b); }
+};
+struct BufferFree {
+    void operator()(ggml_backend_buffer* b) const { ggml_backend_buffer_free(b); }
+};
+
+// Builds the graph of `build` over `inputs` (numpy order; ggml's dimensions are reversed), checks
+// that the device supports every node, runs it there and returns the result as float32.
+py::array_t<float> run(const std::string& device, const std::vector<Floats>& inputs, const Build& build) {
+    ggml_backend_dev_t dev = ggml_backend_dev_by_name(device.c_str());
+    if (!dev) {
+        throw DeviceError("no ggml device named '" + device + "' in this build");
+    }
+    ggml_init_params params{ggml_tensor_overhead() * 64 + ggml_graph_overhead(), nullptr, true};
+    std::unique_ptr<ggml_context, ContextFree> ctx(ggml_init(params));
+
+    std::vector<ggml_tensor*> tensors;
+    for (const Floats& a : inputs) {
+        if (a.ndim() < 1 || a.ndim() > GGML_MAX_DIMS) {
+            throw py::value_error("inputs must have 1 to 4 dimensions");
+        }
+        int64_t ne[GGML_MAX_DIMS] = {1, 1, 1, 1};
+        for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+            ne[i] = a.shape(a.ndim() - 1 - i);
+        }
+        tensors.push_back(ggml_new_tensor(ctx.get(), GGML_TYPE_F32, static_cast<int>(a.ndim()), ne));
+    }
+    ggml_tensor* out = build(ctx.get(), tensors);
+    ggml_cgraph* graph = ggml_new_graph(ctx.get());
+    ggml_build_forward_expand(graph, out);
+
+    std::unique_ptr<ggml_backend, BackendFree> backend(ggml_backend_dev_init(dev, nullptr));
+    if (!backend) {
+        throw DeviceError("device '" + device + "' failed to initialise");
+    }
+    for (int i = 0; i < ggml_graph_n_nodes(graph); ++i) {
+        ggml_tensor* node = ggml_graph_node(graph, i);
+        if (!ggml_backend_supports_op(backend.get(), node)) {
+            throw UnsupportedOperation(std::string(ggml_op_desc(node)) + "|" + device);
+        }
+    }
+    std::unique_ptr<ggml_backend_buffer, BufferFree> buffer(ggml_backend_alloc_ctx_tensors(ctx.get(), backend.get()));
+    if (!buffer) {
+        throw GenerationError("could not allocate the op's tensors on '" + device + "'");
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        ggml_backend_tensor_set(tensors[i], inputs[i].data(), 0, ggml_nbytes(tensors[i]));
+    }
+    ggml_status status;
+    {
+        py::gil_scoped_release nogil;
+        status = ggml_backend_graph_compute(backend.get(), graph);
+    }
+    if (status != GGML_STATUS_SUCCESS) {
+        throw GenerationError(std::string("the op failed on '") + device + "': " + ggml_status_to_string(status));
+    }
+    // ggml drops trailing size-1 dimensions; keep as many as the inputs had (a batch of one stays).
+    int ndim = ggml_n_dims(out);
+    for (const Floats& a : inputs) {
+        ndim = std::max(ndim, static_cast<int>(a.ndim()));
+    }
+    std::vector<py::ssize_t> shape;
+    for (int i = ndim - 1; i >= 0; --i) {
+        shape.push_back(out->ne[i]);
+    }
+    py::array_t<float> result(shape);
+    ggml_backend_tensor_get(out, result.mutable_data(), 0, ggml_nbytes(out));
+    return result;
+}
+
+}  // namespace
+
+void register_ops(py::module_& m) {
+    m.def(
+        "op_arange",
+        [](float start, float stop, float step, const std::string& device) {
+            return run(device, {}, [=](ggml_context* c, const std::vector<ggml_tensor*>&) {
+                if (step > 0) {
+                    return ggml_arange(c, start, stop, step);
+                }
+                // ggml's ARANGE only counts up (it asserts stop > start): count 0..n-1, then scale.
+                float n = std::ceil((stop - start) / step);
+                return ggml_scale_bias(c, ggml_arange(c, 0.0f, n, 1.0f), step, start);
+            });
+        },
+        py::arg("start"), py::arg("stop"), py::arg("step"), py::arg("device"),
+        "Needs a non-empty range (sdcpp.ops.arange checks it; ggml aborts otherwise).");
+    m.def(
+        "op_timestep_embedding",
+        [](const Floats& timesteps, int dim, int max_period, const std::string& device) {
+            return run(device, {timesteps}, [=](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_timestep_embedding(c, in[0], dim, max_period);
+            });
+        },
+        py::arg("timesteps"), py::arg("dim"), py::arg("max_period"), py::arg("device"));
+    m.def(
+        "op_mul_mat",
+        [](const Floats& a, const Floats& b, const std::string& device) {
+            return run(device, {a, b}, [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_mul_mat(c, in[0], in[1]);
+            });
+        },
+        py::arg("a"), py::arg("b"), py::arg("device"), "b @ a.T for a (m, k) and b (n, k).");
+    m.def(
+        "op_conv_2d",
+        [](const Floats& x, const Floats& w, int stride, int padding, const std::string& device) {
+            return run(device, {x, w}, [=](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_conv_2d(c, in[1], in[0], stride, stride, padding, padding, 1, 1);
+            });
+        },
+        py::arg("x"), py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("device"),
+        "x (n, c, h, w), weight (out, c, kh, kw).");
+    m.def(
+        "op_group_norm",
+        [](const Floats& x, int groups, float eps, const std::string& device) {
+            return run(device, {x}, [=](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_group_norm(c, in[0], groups, eps);
+            });
+        },
+        py::arg("x"), py::arg("groups"), py::arg("eps"), py::arg("device"), "x (n, c, h, w).");
+    m.def(
+        "op_attention",
+        [](const Floats& q, const Floats& k, const Floats& v, const std::string& device) {
+            return run(device, {q, k, v}, [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                float scale     = 1.0f / std::sqrt(static_cast<float>(in[0]->ne[0]));
+                ggml_tensor* kq = ggml_soft_max_ext(c, ggml_mul_mat(c, in[1], in[0]), nullptr, scale, 0.0f);
+                return ggml_mul_mat(c, ggml_cont(c, ggml_transpose(c, in[2])), kq);
+            });
+        },
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("device"), "softmax(q k^T / sqrt(d)) v for (n, d) inputs.");
+}
+
+}  // namespace sdcpp

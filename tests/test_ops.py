@@ -1,0 +1,99 @@
+"""ggml's arange and timestep_embedding (and the self-test kernels) against numpy, on the test device."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import sdcpp
+from sdcpp import _core, ops
+
+DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
+# float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
+TOL = 2e-4
+
+
+def timestep_embedding_reference(t: np.ndarray, dim: int, max_period: float = 10000) -> np.ndarray:
+    """Written from the definition: [cos(t f_j), sin(t f_j)], f_j = exp(-ln(P) j / half), odd dim padded with 0."""
+    half = dim // 2
+    out = np.zeros((len(t), dim))
+    for i, ti in enumerate(np.asarray(t, np.float64)):
+        for j in range(half):
+            f = math.exp(-math.log(max_period) * j / half)
+            out[i, j] = math.cos(ti * f)
+            out[i, j + half] = math.sin(ti * f)
+    return out
+
+
+@pytest.mark.parametrize("dim", [320, 1280, 256, 7, 1, 2, 321])
+@pytest.mark.parametrize("timesteps", [np.arange(0, 1000, 37, dtype=np.float32), np.array([0.5, 1.25, 999.9, 0.0], np.float32)])
+def test_timestep_embedding_matches_its_definition(dim: int, timesteps: np.ndarray) -> None:
+    got = ops.timestep_embedding(timesteps, dim, device=DEVICE)
+    want = timestep_embedding_reference(timesteps, dim)
+    assert got.shape == (len(timesteps), dim) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=0)
+    if dim % 2:
+        assert np.all(got[:, -1] == 0), "odd dim: the last column is zero padding"
+
+
+def test_timestep_embedding_max_period() -> None:
+    t = np.array([3.0, 400.0], np.float32)
+    np.testing.assert_allclose(
+        ops.timestep_embedding(t, 64, max_period=100, device=DEVICE), timestep_embedding_reference(t, 64, 100), atol=TOL
+    )
+
+
+@pytest.mark.parametrize("start, stop, step", [(0, 10, 1), (-3, 5, 0.5), (10, -2, -1.5), (0.25, 1.0, 0.125), (5, 5, 1)])
+def test_arange_matches_numpy(start: float, stop: float, step: float) -> None:
+    got = ops.arange(start, stop, step, device=DEVICE)
+    want = np.arange(start, stop, step, dtype=np.float64)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_arange_arguments_that_would_abort_ggml_are_refused() -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^step: must not be 0"):
+        ops.arange(0, 1, 0)
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^stop: must be a finite number"):
+        ops.arange(0, math.inf, 1)
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^timesteps: must be a non-empty 1-D"):
+        ops.timestep_embedding([], 8)
+
+
+def test_self_test_passes_on_every_device() -> None:
+    checks = sdcpp.self_test()
+    assert {c.op for c in checks} == {"arange", "timestep_embedding", "conv_2d", "mul_mat", "group_norm", "attention"}
+    failed = [c for c in checks if not c.passed]
+    assert not failed, failed
+    assert {c.device for c in checks} == {d["name"] for d in sdcpp.system_info()["devices"]}
+
+
+def test_doctor_command_prints_devices_and_checks() -> None:
+    out = subprocess.run([sys.executable, "-m", "sdcpp", "doctor"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "CPU" in out.stdout and "timestep_embedding" in out.stdout
+    assert out.stdout.strip().endswith("0 failed")
+
+
+def test_unknown_device_for_an_op() -> None:
+    with pytest.raises(sdcpp.DeviceError, match="'npu' is not available"):
+        ops.arange(0, 1, 1, device="npu")
+
+
+def test_an_unsupported_op_raises_naming_op_device_and_way_out(generator: sdcpp.Generator) -> None:
+    # 0004-check-ops-before-compute.patch: every graph is checked against its backend; the hook makes
+    # every backend refuse TIMESTEP_EMBEDDING, as Metal once did.
+    _core.Context.refuse_op_for_tests("TIMESTEP_EMBEDDING")
+    try:
+        with pytest.raises(sdcpp.UnsupportedOperation) as e:
+            generator.generate("x", width=64, height=64, steps=1, seed=1)
+    finally:
+        _core.Context.refuse_op_for_tests(None)
+    assert e.value.op == "TIMESTEP_EMBEDDING" and e.value.device == generator.device
+    assert "device='cpu'" in str(e.value) and isinstance(e.value, sdcpp.GenerationError)
+    assert generator.generate("x", width=64, height=64, steps=1, seed=1)[0].size == (64, 64)
