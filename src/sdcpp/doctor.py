@@ -19,9 +19,12 @@ from .errors import SdcppError
 
 __all__ = ["Check", "self_test", "reference_timestep_embedding", "report"]
 
-# float32 kernels agree with a float64 reference to ~1e-6 relative; GPU kernels use fast math and
-# other summation orders, and sin/cos of arguments up to ~1000 lose a few more digits.
-TOLERANCE = 1e-3
+# Errors are relative to the largest reference value. The CPU's float32 kernels agree with a float64
+# reference to ~1e-6 (sin/cos of arguments up to ~1000 lose a few more digits: 4e-5 measured). GPU
+# kernels may compute float32 products in reduced precision (the H100's mul_mat differed from the
+# CPU by 3e-3 absolute on outputs of ~6, 5e-4 relative); a missing or wrong kernel is off by O(1).
+TOLERANCE = {"CPU": 1e-4}
+GPU_TOLERANCE = 1e-2
 
 
 @dataclasses.dataclass
@@ -29,7 +32,7 @@ class Check:
     device: str
     op: str
     passed: bool
-    max_error: float  # largest |device - reference| / max(1, |reference|)
+    max_error: float  # largest |device - reference| / largest |reference|
     reference: str  # what the device was compared with: "numpy" or "CPU"
     message: str = ""
 
@@ -74,7 +77,7 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
 def _error(got: np.ndarray, want: np.ndarray) -> float:
     if got.shape != want.shape:
         return math.inf
-    return float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+    return float(np.max(np.abs(got - want)) / max(1e-30, float(np.max(np.abs(want)))))
 
 
 def self_test(device: Optional[str] = None) -> list[Check]:
@@ -92,7 +95,7 @@ def self_test(device: Optional[str] = None) -> list[Check]:
             want, against = (reference, "numpy") if name == "CPU" else (on_cpu[op], "CPU")
             try:
                 err = _error(run(name), want)
-                checks.append(Check(name, op, err <= TOLERANCE, err, against))
+                checks.append(Check(name, op, err <= TOLERANCE.get(name, GPU_TOLERANCE), err, against))
             except SdcppError as e:
                 checks.append(Check(name, op, False, math.inf, against, str(e)))
     return checks
