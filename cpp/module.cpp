@@ -9,4 +9,5 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_system(m);
     sdcpp::register_images(m);
     sdcpp::register_context(m);
+    sdcpp::register_probe(m);
 }

@@ -13,5 +13,6 @@ void register_names(py::module_& m);
 void register_system(py::module_& m);
 void register_images(py::module_& m);
 void register_context(py::module_& m);
+void register_probe(py::module_& m);
 
 }  // namespace sdcpp
