@@ -15,6 +15,7 @@ from .errors import (
     ModelNotFoundError,
     SdcppError,
 )
+from .devices import DeviceFallbackWarning
 from .generator import Generator
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
@@ -23,6 +24,7 @@ from .system import system_info
 
 __all__ = [
     "DeviceError",
+    "DeviceFallbackWarning",
     "GeneratedImage",
     "GenerationError",
     "Generator",
