@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+from ._native import import_core as _import_core
+
+_import_core()  # before anything imports sdcpp._core: a CUDA wheel may need its libraries loaded
+
 from .errors import (
     DeviceError,
     GenerationError,
