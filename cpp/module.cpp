@@ -1,6 +1,7 @@
 #include "module.h"
 
 PYBIND11_MODULE(_core, m) {
+    sdcpp::check_cpu();
     m.doc() = "Private binding of stable-diffusion.cpp; use the `sdcpp` package instead.";
     m.attr("__version__") = SDCPP_VERSION;
     sdcpp::register_errors(m);
@@ -10,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_images(m);
     sdcpp::register_context(m);
     sdcpp::register_ops(m);
+    sdcpp::register_probe(m);
 }

@@ -7,6 +7,9 @@ namespace py = pybind11;
 
 namespace sdcpp {
 
+// Throws ImportError when the CPU lacks an instruction set a portable build was compiled for.
+void check_cpu();
+
 void register_errors(py::module_& m);
 void register_callbacks(py::module_& m);
 void register_names(py::module_& m);
@@ -14,5 +17,6 @@ void register_system(py::module_& m);
 void register_images(py::module_& m);
 void register_context(py::module_& m);
 void register_ops(py::module_& m);
+void register_probe(py::module_& m);
 
 }  // namespace sdcpp

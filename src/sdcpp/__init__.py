@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+from ._native import import_core as _import_core
+
+_import_core()  # before anything imports sdcpp._core: a CUDA wheel may need its libraries loaded
+
 from .errors import (
     Cancelled,
     DeviceError,
@@ -17,6 +21,7 @@ from .errors import (
     SdcppError,
     UnsupportedOperation,
 )
+from .devices import DeviceFallbackWarning
 from .generator import Generator
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
@@ -27,6 +32,7 @@ from .system import system_info
 __all__ = [
     "Cancelled",
     "DeviceError",
+    "DeviceFallbackWarning",
     "GeneratedImage",
     "GenerationError",
     "Generator",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -100,6 +100,17 @@ def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: ty
     """
 def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], dim: typing.SupportsInt | typing.SupportsIndex, max_period: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def probe_device(name: str) -> str | None:
+    """
+    Checks that a ggml device can run the engine: it initialises, supports the operations of an SD
+    UNet, and computes a small graph of them as the CPU does (well under a second).
+    
+    Arguments:
+        name: a ggml device name, as in ``system_info()["devices"]`` ("MTL0", "CUDA0", "CPU").
+    
+    Returns:
+        None when the device works, else why it cannot be used (for a warning).
+    """
 def rng_types() -> list[str]:
     """
     Random number generator names.

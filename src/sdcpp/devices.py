@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import warnings
+from typing import Any, Optional
 
 from . import _core
 from .errors import DeviceError
 
-__all__ = ["resolve_device", "devices"]
+__all__ = ["DeviceFallbackWarning", "resolve_device", "devices", "probe_device"]
 
 # ggml's own preference (engine: get_default_backend_name): a discrete GPU, then an integrated
 # GPU, then the CPU.
 _AUTO_ORDER = ("gpu", "igpu", "cpu")
+
+# Backends whose devices "auto" tries before taking them. ggml's Metal backend lists the
+# system's default GPU whatever it supports (and a nameless device where Metal is missing, as in
+# a VM), while its kernels need SIMD-group reductions that older GPUs lack: the engine would
+# abort in the middle of a generation. CUDA and Vulkan list only devices their runtime accepted.
+_PROBED_BACKENDS = ("MTL",)
+
+# Names users write for a backend, and ggml's name for it.
+_BACKEND_ALIASES = {"metal": "MTL", "mtl": "MTL"}
+
+
+class DeviceFallbackWarning(RuntimeWarning):
+    """``device="auto"`` skipped a GPU that cannot run the engine and took the next device."""
 
 
 def devices() -> list[dict[str, Any]]:
@@ -19,25 +34,35 @@ def devices() -> list[dict[str, Any]]:
     return _core.system_info()["devices"]
 
 
+@functools.lru_cache(maxsize=None)
+def probe_device(name: str) -> Optional[str]:
+    """Why the ggml device ``name`` cannot run the engine, or ``None`` when it can.
+
+    The device is initialised and runs a small graph of the engine's operations, compared with
+    the CPU's result (well under a second). The answer is kept for the life of the process.
+    """
+    return _core.probe_device(name)
+
+
 def resolve_device(device: str) -> str:
     """Map a user's device string to a ggml device name.
 
-    ``"auto"`` takes the first GPU (CUDA, Metal, ...) and falls back to the CPU. ``"cpu"``,
-    ``"cuda"``, ``"metal"``, ``"vulkan"`` name a backend (its first device); ``"cuda:1"`` names
-    the second device of a backend; a ggml device name (``"CUDA0"``, ``"MTL0"``) is taken as is.
+    ``"auto"`` takes the first GPU (CUDA, Metal, ...) that works and falls back to the CPU; a
+    Metal GPU that cannot run the engine's kernels is skipped with a
+    :class:`DeviceFallbackWarning`. ``"cpu"``, ``"cuda"``, ``"metal"``, ``"vulkan"`` name a
+    backend (its first device); ``"cuda:1"`` names the second device of a backend; a ggml device
+    name (``"CUDA0"``, ``"MTL0"``) is taken as is.
     """
     if not isinstance(device, str):
         raise DeviceError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', not {device!r}")
     found = devices()
     if device == "auto":
-        for kind in _AUTO_ORDER:
-            for d in found:
-                if d["type"] == kind:
-                    return d["name"]
+        return _auto(found)
     for d in found:
         if d["name"].lower() == device.lower():
             return d["name"]
     backend, _, index = device.partition(":")
+    backend = _BACKEND_ALIASES.get(backend.lower(), backend)
     same_backend = [d for d in found if d["backend"].lower() == backend.lower()]
     if same_backend and (index == "" or index.isdigit()):
         i = int(index or 0)
@@ -49,3 +74,24 @@ def resolve_device(device: str) -> str:
         "Use device='auto' or 'cpu', or rebuild with the backend you need "
         "(CMAKE_ARGS=\"-DSD_CUDA=ON\" pip install sdcpp --no-binary sdcpp)."
     )
+
+
+def _auto(found: list[dict[str, Any]]) -> str:
+    for kind in _AUTO_ORDER:
+        for d in found:
+            if d["type"] != kind:
+                continue
+            if d["backend"] in _PROBED_BACKENDS:
+                why = probe_device(d["name"])
+                if why is not None:
+                    label = d["description"] or d["name"] or d["backend"]
+                    warnings.warn(
+                        f"sdcpp: device='auto' skips the {d['backend']} device {label!r}: {why}. "
+                        "Running on the next device (the CPU if there is no other); pass "
+                        "device='cpu' to choose it and silence this warning.",
+                        DeviceFallbackWarning,
+                        stacklevel=4,  # the caller of Generator(...)
+                    )
+                    continue
+            return d["name"]
+    return "CPU"
