@@ -15,7 +15,7 @@ from .errors import (
     ModelNotFoundError,
     SdcppError,
 )
-from .generator import Generator
+from .generator import Generator, Tokens
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
 from ._core import __version__
@@ -32,6 +32,7 @@ __all__ = [
     "Sampler",
     "Scheduler",
     "SdcppError",
+    "Tokens",
     "__version__",
     "system_info",
 ]
