@@ -13,6 +13,7 @@
 #include "images.h"
 #include "module.h"
 #include "stable-diffusion.h"
+#include "stages.h"
 
 namespace sdcpp {
 
@@ -245,6 +246,21 @@ public:
         }
     }
 
+    StageRunner stage_runner() {
+        return [this](const char* what, const std::function<bool(sd_ctx_t*)>& stage) {
+            CallScope scope;
+            bool ok = false;
+            {
+                py::gil_scoped_release nogil;
+                std::lock_guard<std::mutex> lock(call_mutex_);
+                ok = stage(live());
+            }
+            if (!ok) {
+                throw GenerationError(with_engine_log(std::string("the engine could not ") + what, scope));
+            }
+        };
+    }
+
     // Waits for a generation running in another thread, then frees the engine context.
     void close() {
         py::gil_scoped_release nogil;
@@ -350,7 +366,50 @@ Raises:
             py::arg("op").none(true),
             "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.")
         .def("cancel", &Context::cancel, "Stops the generation running in another thread at its next step.")
-        .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.");
+        .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.")
+        .def(
+            "tokenize", [](Context& self, const std::string& prompt) { return tokenize(self.stage_runner(), prompt); },
+            py::arg("prompt"),
+            "(ids, weights): the token ids and emphasis weights the text encoder gets, in chunks of 77.")
+        .def(
+            "initial_noise",
+            [](Context& self, int64_t seed, int width, int height) {
+                return initial_noise(self.stage_runner(), seed, width, height);
+            },
+            py::kw_only(), py::arg("seed"), py::arg("width"), py::arg("height"),
+            "The initial latent noise (1, channels, height / f, width / f) of a generation with `seed`.")
+        .def(
+            "sigmas",
+            [](Context& self, int steps, const std::string& sample_method, const std::string& scheduler, int width,
+               int height) {
+                return sigmas(self.stage_runner(),
+                              parse_name(sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler"),
+                              parse_name(scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler"), steps, width,
+                              height);
+            },
+            py::kw_only(), py::arg("steps"), py::arg("sample_method") = "", py::arg("scheduler") = "",
+            py::arg("width") = 512, py::arg("height") = 512,
+            "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).")
+        .def(
+            "encode_tokens",
+            [](Context& self, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& ids,
+               const FloatArray& weights, int clip_skip) {
+                return encode_tokens(self.stage_runner(), ids, weights, clip_skip);
+            },
+            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
+            "For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.")
+        .def(
+            "diffusion_model",
+            [](Context& self, const FloatArray& x, float timestep, const FloatArray& context) {
+                return diffusion_model(self.stage_runner(), x, timestep, context);
+            },
+            py::arg("x"), py::arg("timestep"), py::arg("context"),
+            "For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).")
+        .def(
+            "decode_latent",
+            [](Context& self, const FloatArray& latent) { return decode_latent(self.stage_runner(), latent); },
+            py::arg("latent"),
+            "For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.");
 }
 
 }  // namespace sdcpp

@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import sdcpp
 
 from . import models
+
+
+_MEASURED = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def measured(pytestconfig: pytest.Config) -> dict[str, str]:
+    """Stage -> what the parity tests measured, shown at the end of the test report."""
+    return pytestconfig.stash.setdefault(_MEASURED, {})
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    lines = config.stash.get(_MEASURED, {})
+    if lines:
+        terminalreporter.write_sep("-", 'sdcpp against diffusers (README "Correctness")')
+        for stage, text in lines.items():
+            terminalreporter.write_line(f"{stage}: {text}")
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +64,12 @@ def sd15_file(model_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def sd15_folder(model_dir: Path) -> Path:
     return _build_once(model_dir / "sd15-diffusers", models.write_sd15_diffusers)
+
+
+@pytest.fixture(scope="session")
+def sd15_folder_f32(model_dir: Path) -> Path:
+    """The diffusers folder in float32 (about 4 GB): what both sides load for the parity tests."""
+    return _build_once(model_dir / "sd15-diffusers-f32", partial(models.write_sd15_diffusers, dtype=np.float32))
 
 
 @pytest.fixture(scope="session")

@@ -242,3 +242,35 @@ def test_inpainting_with_a_mask_runs(generator: sdcpp.Generator) -> None:
 def test_wrong_input_images_are_refused(generator: sdcpp.Generator, kwargs: dict, message: str) -> None:
     with pytest.raises(sdcpp.InvalidArgumentError, match=message):
         generator.generate("x", seed=1, **{**SMALL, **kwargs})
+
+
+def test_tokenize_gives_the_text_encoders_chunks(generator: sdcpp.Generator) -> None:
+    tokens = generator.tokenize("a lighthouse at (dusk:1.5)")
+    assert isinstance(tokens, sdcpp.Tokens) and len(tokens.ids) == len(tokens.weights) == 77
+    assert tokens.ids[0] == 49406 and 49407 in tokens.ids  # CLIP's start and end tokens
+    assert 1.5 in tokens.weights and tokens.weights.count(1.5) == 1
+    assert len(generator.tokenize("word " * 100).ids) == 2 * 77
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^prompt: must be a str"):
+        generator.tokenize(b"bytes")
+
+
+def test_noise_is_the_generations_starting_point(generator: sdcpp.Generator) -> None:
+    noise = generator.noise(7, width=128, height=64)
+    assert noise.shape == (1, 4, 8, 16) and noise.dtype == np.float32
+    np.testing.assert_array_equal(noise, generator.noise(7, width=128, height=64))
+    assert abs(float(noise.std()) - 1) < 0.2 and np.abs(noise - generator.noise(8, width=128, height=64)).max() > 1
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^seed: must be an integer from 0"):
+        generator.noise(-1)
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^width: must be a positive multiple of 64"):
+        generator.noise(1, width=100)
+
+
+def test_sigmas_decrease_to_zero(generator: sdcpp.Generator) -> None:
+    sigmas = generator.sigmas(10, sampler="euler", scheduler="karras")
+    assert sigmas.shape == (11,) and sigmas[-1] == 0 and np.all(np.diff(sigmas) < 0)
+    assert 14 < sigmas[0] < 15  # SD 1.x's largest noise level, 14.61
+    assert not np.allclose(sigmas, generator.sigmas(10, sampler="euler", scheduler="discrete"))
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^steps: must be an integer"):
+        generator.sigmas(0)
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^scheduler: unknown scheduler"):
+        generator.sigmas(4, scheduler="nope")

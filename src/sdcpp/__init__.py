@@ -22,7 +22,7 @@ from .errors import (
     UnsupportedOperation,
 )
 from .devices import DeviceFallbackWarning
-from .generator import Generator
+from .generator import Generator, Tokens
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
 from ._core import __version__
@@ -43,6 +43,7 @@ __all__ = [
     "Scheduler",
     "SdcppError",
     "UnsupportedOperation",
+    "Tokens",
     "__version__",
     "self_test",
     "system_info",

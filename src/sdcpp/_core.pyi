@@ -32,10 +32,22 @@ class Context:
         """
         Frees the model; waits for a generation in progress to finish.
         """
+    def decode_latent(self, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.
+        """
     def default_sample_method(self) -> str:
         ...
     def default_scheduler(self, sample_method: str) -> str:
         ...
+    def diffusion_model(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], timestep: typing.SupportsFloat | typing.SupportsIndex, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).
+        """
+    def encode_tokens(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
+        """
     def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
@@ -47,6 +59,18 @@ class Context:
             sdcpp.Cancelled: cancel() was called from another thread.
             KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
+        """
+    def initial_noise(self, *, seed: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, height: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The initial latent noise (1, channels, height / f, width / f) of a generation with `seed`.
+        """
+    def sigmas(self, *, steps: typing.SupportsInt | typing.SupportsIndex, sample_method: str = '', scheduler: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        The steps + 1 noise levels of a generation, ending at 0 ("" = the defaults).
+        """
+    def tokenize(self, prompt: str) -> tuple[numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float32]]:
+        """
+        (ids, weights): the token ids and emphasis weights the text encoder gets, in chunks of 77.
         """
     @property
     def closed(self) -> bool:

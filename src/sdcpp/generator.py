@@ -6,7 +6,9 @@ import logging
 import math
 import os
 import secrets
-from typing import Callable, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
+
+import numpy as np
 
 from . import _core
 from ._logs import logger
@@ -16,7 +18,7 @@ from .files import check_model_path
 from .images import GeneratedImage, ImageInput, input_pixels
 from .names import Sampler, Scheduler
 
-__all__ = ["Generator", "ProgressCallback"]
+__all__ = ["Generator", "ProgressCallback", "Tokens"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 #: ``progress(step, steps, seconds_per_step)``, called on the generating thread (step 0 at the start).
@@ -28,6 +30,13 @@ _MAX_STEPS = 10_000
 _MAX_PROMPT_CHARS = 10_000
 _MAX_BATCH = 64
 _SEED_LIMIT = 2**63  # the engine's seed is an int64_t, and image i of a batch uses seed + i
+
+
+class Tokens(NamedTuple):
+    """What the text encoder gets for a prompt (see :meth:`Generator.tokenize`)."""
+
+    ids: list[int]
+    weights: list[float]
 
 
 class Generator:
@@ -187,25 +196,14 @@ class Generator:
                     f"{name}: is not valid Unicode text (unpaired surrogate at index {e.start}); "
                     "decode bytes with errors='replace' first"
                 ) from None
-        multiple = self.size_multiple
-        for name, value in (("width", width), ("height", height)):
-            if not _is_int(value) or value < multiple or value % multiple:
-                nearest = max(multiple, round(value / multiple) * multiple) if _is_number(value) else 512
-                raise InvalidArgumentError(
-                    f"{name}: must be a positive multiple of {multiple} for {self.family} models, "
-                    f"not {value!r}; try {nearest}"
-                )
+        self._check_size(width, height)
         self._check_memory(width, height)
-        if not _is_int(steps) or not 1 <= steps <= _MAX_STEPS:
-            raise InvalidArgumentError(f"steps: must be an integer from 1 to {_MAX_STEPS}, not {steps!r}")
+        _check_steps(steps)
         if not _is_number(cfg_scale) or not math.isfinite(cfg_scale):
             raise InvalidArgumentError(f"cfg_scale: must be a finite number, not {cfg_scale!r}")
         if not _is_int(batch) or not 1 <= batch <= _MAX_BATCH:
             raise InvalidArgumentError(f"batch: must be an integer from 1 to {_MAX_BATCH}, not {batch!r}")
-        if not _is_int(seed) or not -1 <= seed <= _SEED_LIMIT - batch:
-            raise InvalidArgumentError(
-                f"seed: must be -1 (random) or an integer from 0 to 2**63 - {batch}, not {seed!r}"
-            )
+        _check_seed(seed, batch)
         if clip_skip is not None and (not _is_int(clip_skip) or clip_skip < 1):
             raise InvalidArgumentError(f"clip_skip: must be a positive integer or None, not {clip_skip!r}")
         for name, value in (("strength", strength), ("control_strength", control_strength)):
@@ -221,8 +219,7 @@ class Generator:
         control = input_pixels(control_image, "control_image", width, height)
         if progress is not None and not callable(progress):
             raise InvalidArgumentError(f"progress: must be callable or None, not {type(progress).__name__}")
-        sampler_name = _choice(sampler, Sampler, "sampler") or self._ctx.default_sample_method()
-        scheduler_name = _choice(scheduler, Scheduler, "scheduler") or self._ctx.default_scheduler(sampler_name)
+        sampler_name, scheduler_name = self._sampler_and_scheduler(sampler, scheduler)
         if seed == -1:
             seed = secrets.randbelow(_SEED_LIMIT - batch + 1)
             logger.info("seed %d", seed)
@@ -288,6 +285,67 @@ class Generator:
                 "Generator(..., flash_attn=True)"
             )
 
+    def tokenize(self, prompt: str) -> Tokens:
+        """The token ids the text encoder gets for ``prompt``, with their emphasis weights.
+
+        Prompts are cut into chunks of 75 tokens, each given to the text encoder as 77 ids: the
+        start token, the chunk, the end token, then padding. Emphasis such as ``(word:1.2)`` is
+        removed from the text and becomes the weight of its tokens. ``len(tokens.ids) // 77`` is
+        the number of chunks a prompt takes.
+        """
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError(f"prompt: must be a str, not {type(prompt).__name__}")
+        ids, weights = self._ctx.tokenize(prompt)
+        return Tokens(ids.tolist(), weights.tolist())
+
+    def noise(self, seed: int, *, width: int = 512, height: int = 512) -> np.ndarray:
+        """The initial latent noise of a ``width`` x ``height`` generation with ``seed``.
+
+        A float32 array of shape ``(1, channels, height / f, width / f)`` (``(1, 4, 64, 64)`` for
+        SD 1.x at 512 x 512), drawn as :meth:`generate` draws it, before it is scaled by the first
+        noise level. With ``rng="cpu"`` it is the noise of ``torch.randn`` on a CPU generator
+        seeded with ``seed``, so other pipelines can start from the same noise.
+        """
+        self._check_size(width, height)
+        _check_seed(seed, 1, random=False)
+        return self._ctx.initial_noise(seed=seed, width=width, height=height)
+
+    def sigmas(
+        self,
+        steps: int,
+        *,
+        sampler: Union[Sampler, str, None] = None,
+        scheduler: Union[Scheduler, str, None] = None,
+        width: int = 512,
+        height: int = 512,
+    ) -> np.ndarray:
+        """The ``steps + 1`` noise levels (sigmas) a generation steps through, ending at 0.
+
+        ``sampler`` and ``scheduler`` default as in :meth:`generate`; the size matters only to
+        models whose schedule depends on it.
+        """
+        _check_steps(steps)
+        self._check_size(width, height)
+        sampler_name, scheduler_name = self._sampler_and_scheduler(sampler, scheduler)
+        return self._ctx.sigmas(
+            steps=steps, sample_method=sampler_name, scheduler=scheduler_name, width=width, height=height
+        )
+
+    def _check_size(self, width: object, height: object) -> None:
+        multiple = self.size_multiple
+        for name, value in (("width", width), ("height", height)):
+            if not _is_int(value) or value < multiple or value % multiple:
+                nearest = max(multiple, round(value / multiple) * multiple) if _is_number(value) else 512
+                raise InvalidArgumentError(
+                    f"{name}: must be a positive multiple of {multiple} for {self.family} models, "
+                    f"not {value!r}; try {nearest}"
+                )
+
+    def _sampler_and_scheduler(self, sampler: object, scheduler: object) -> tuple[str, str]:
+        sampler_name = _choice(sampler, Sampler, "sampler") or self._ctx.default_sample_method()
+        scheduler_name = _choice(scheduler, Scheduler, "scheduler") or self._ctx.default_scheduler(sampler_name)
+        return sampler_name, scheduler_name
+
     @property
     def closed(self) -> bool:
         return self._ctx.closed
@@ -307,6 +365,19 @@ class Generator:
             return f"<Generator {self.model!r} (closed)>"
         weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
+
+
+def _check_steps(steps: object) -> None:
+    if not _is_int(steps) or not 1 <= steps <= _MAX_STEPS:
+        raise InvalidArgumentError(f"steps: must be an integer from 1 to {_MAX_STEPS}, not {steps!r}")
+
+
+def _check_seed(seed: object, batch: int, random: bool = True) -> None:
+    lowest = -1 if random else 0
+    if not _is_int(seed) or not lowest <= seed <= _SEED_LIMIT - batch:
+        raise InvalidArgumentError(
+            f"seed: must be {'-1 (random) or ' if random else ''}an integer from 0 to 2**63 - {batch}, not {seed!r}"
+        )
 
 
 def _is_int(value: object) -> bool:
