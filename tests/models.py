@@ -1,6 +1,8 @@
-"""Random-weight Stable Diffusion 1.5 models, written with numpy alone.
+"""Random-weight Stable Diffusion models, written with numpy alone.
 
-The architecture, tensor names and shapes are those of the real SD1.5 release, in two layouts:
+The architecture, tensor names and shapes are those of the real releases. This module holds the
+machinery and SD1.5; ``models_sdxl.py`` holds SDXL base 1.0 on the same machinery. SD1.5 comes in
+two layouts:
 
 * ``"original"``: one single-file checkpoint (``model.diffusion_model.*``, ``first_stage_model.*``,
   ``cond_stage_model.transformer.text_model.*``), as in ``v1-5-pruned-emaonly.safetensors``;
@@ -14,6 +16,8 @@ constant through text encoder, UNet and VAE.
 
 Values are materialised one tensor at a time while a file is written, so a 2 GB model streams to disk
 with a few hundred MB of memory.
+
+``python tests/models.py PATH [--layout diffusers] [--family sd15|sdxl]`` writes one.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import hashlib
 import json
 import math
 import struct
+import sys
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -66,7 +71,8 @@ def write_safetensors(path, tensors: Mapping[str, np.ndarray], metadata: dict[st
 # Values
 
 # Slicing one pool of unit normals per tensor is far faster than drawing a billion fresh values; the
-# pool must hold the largest tensor (the CLIP token embedding, 49408 x 768 = 38M values).
+# pool must hold the largest tensor (SD1.5: the CLIP token embedding, 49408 x 768 = 38M values; SDXL:
+# OpenCLIP bigG's, 49408 x 1280 = 63M).
 _POOL_SIZE = 1 << 26
 
 
@@ -81,21 +87,36 @@ class RandomTensor:
     """A seeded random tensor that takes memory only when ``np.asarray()`` is called on it.
 
     ``key`` (the tensor's name in the original layout) picks the slice of the seed's pool, so a
-    renamed or reshaped copy of a tensor holds the same values.
+    renamed or reshaped copy of a tensor holds the same values. A copy that is only part of the
+    original, or its transpose, gives the original's shape as ``source_shape`` and says in ``view``
+    how it is cut: ``("rows", start, stop)`` (one of q/k/v in a fused in_proj) or ``("T",)``.
     """
 
-    __slots__ = ("key", "shape", "dtype", "init", "seed")
+    __slots__ = ("key", "shape", "dtype", "init", "seed", "source_shape", "view")
 
-    def __init__(self, key: str, shape: tuple[int, ...], dtype, init: str, seed: int):
+    def __init__(
+        self,
+        key: str,
+        shape: tuple[int, ...],
+        dtype,
+        init: str,
+        seed: int,
+        source_shape: tuple[int, ...] | None = None,
+        view: tuple = (),
+    ):
         self.key, self.shape, self.dtype, self.init, self.seed = key, tuple(shape), np.dtype(dtype), init, seed
+        self.source_shape = tuple(self.shape if source_shape is None else source_shape)
+        self.view = tuple(view)
 
     def __repr__(self) -> str:
-        return f"RandomTensor({self.key!r}, shape={self.shape}, dtype={self.dtype}, init={self.init!r})"
+        cut = f", source_shape={self.source_shape}, view={self.view}" if self.view else ""
+        return f"RandomTensor({self.key!r}, shape={self.shape}, dtype={self.dtype}, init={self.init!r}{cut})"
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         if copy is False:
             raise ValueError("a RandomTensor is computed afresh on every conversion")
-        n = math.prod(self.shape)
+        shape = self.source_shape
+        n = math.prod(shape)
         if self.init == "position_ids":
             values = np.arange(n, dtype=np.int64)
         else:
@@ -104,12 +125,23 @@ class RandomTensor:
             start = int.from_bytes(digest, "little") % (pool.size - n + 1)
             values = pool[start : start + n]
             if self.init == "weight":  # N(0, 1/fan_in) keeps each layer's output variance near its input's
-                values = values * np.float32(1 / math.sqrt(math.prod(self.shape[1:])))
+                values = values * np.float32(1 / math.sqrt(math.prod(shape[1:])))
             elif self.init == "norm":  # near 1, but not 1, so a swapped norm changes the output
                 values = values * np.float32(0.1) + np.float32(1)
+            elif self.init == "logit_scale":  # CLIP's learned temperature, log(100) once trained
+                values = np.full(n, math.log(100), np.float32)
             else:  # "bias", "embedding"
                 values = values * np.float32(0.02)
-        return values.astype(dtype or self.dtype, copy=False).reshape(self.shape)
+        values = values.astype(dtype or self.dtype, copy=False)
+        if self.view:
+            values = values.reshape(shape)
+            if self.view[0] == "rows":
+                values = values[self.view[1] : self.view[2]]
+            elif self.view == ("T",):
+                values = np.ascontiguousarray(values.T)
+            else:
+                raise ValueError(f"{self.key}: unknown view {self.view}")
+        return values.reshape(self.shape)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -117,11 +149,15 @@ class RandomTensor:
 
 
 class _Param(NamedTuple):
-    original: str
+    original: str  # the name in the single file, from which the values are drawn
     diffusers: str | None  # None: absent from the diffusers layout
     shape: tuple[int, ...]
     diffusers_shape: tuple[int, ...]
-    init: str  # "weight" | "bias" | "norm" | "embedding" | "position_ids"
+    init: str  # "weight" | "bias" | "norm" | "embedding" | "position_ids" | "logit_scale"
+    # A diffusers tensor cut from an original one (see RandomTensor.view) is recorded apart from it,
+    # with in_original=False, so that the original is written once.
+    in_original: bool = True
+    view: tuple = ()
 
 
 def _join(prefix: str, name: str) -> str:
@@ -146,6 +182,20 @@ class _Scope:
                 diffusers_shape or shape,
                 init,
             )
+        )
+
+    def param(self, original: str, diffusers: str | None, shape, init: str) -> None:
+        """A tensor whose leaf names differ between the layouts; ``diffusers=None``: original only."""
+        self.params.append(
+            _Param(_join(self.original, original), diffusers and _join(self.diffusers, diffusers), shape, shape, init)
+        )
+
+    def cut(self, original: str, diffusers: str, shape, init: str, view: tuple) -> None:
+        """A diffusers tensor cut (``view``, see RandomTensor) from the original tensor ``original``,
+        which is recorded on its own, with ``param(original, None, ...)``."""
+        cut_shape = (view[2] - view[1], *shape[1:]) if view[0] == "rows" else tuple(reversed(shape))
+        self.params.append(
+            _Param(_join(self.original, original), _join(self.diffusers, diffusers), shape, cut_shape, init, False, view)
         )
 
     def conv(self, cout: int, cin: int, k: int = 3) -> None:
@@ -190,63 +240,88 @@ def _unet_resblock(s: _Scope, cin: int, cout: int) -> None:
         s("skip_connection", "conv_shortcut").conv(cout, cin, 1)
 
 
-def _spatial_transformer(s: _Scope, c: int) -> None:
+def _spatial_transformer(s: _Scope, c: int, context_dim: int, depth: int = 1, linear: bool = False) -> None:
     s("norm").norm(c)
-    s("proj_in").conv(c, c, 1)  # SD1.x: 1x1 convolutions, not Linear (use_linear_projection=False)
-    block = s("transformer_blocks.0")
-    for attn, context in (("attn1", c), ("attn2", _CONTEXT_DIM)):
-        block(f"{attn}.to_q").linear(c, c, bias=False)
-        block(f"{attn}.to_k").linear(c, context, bias=False)
-        block(f"{attn}.to_v").linear(c, context, bias=False)
-        block(f"{attn}.to_out.0").linear(c, c)
-    block("ff.net.0.proj").linear(8 * c, c)  # GEGLU: value and gate of the 4c hidden layer
-    block("ff.net.2").linear(c, 4 * c)
-    for norm in ("norm1", "norm2", "norm3"):
-        block(norm).norm(c)
-    s("proj_out").conv(c, c, 1)
+    # SD1.x: 1x1 convolutions (use_linear_projection=False); SDXL: Linear layers.
+    s("proj_in").linear(c, c) if linear else s("proj_in").conv(c, c, 1)
+    for d in range(depth):
+        block = s(f"transformer_blocks.{d}")
+        for attn, context in (("attn1", c), ("attn2", context_dim)):
+            block(f"{attn}.to_q").linear(c, c, bias=False)
+            block(f"{attn}.to_k").linear(c, context, bias=False)
+            block(f"{attn}.to_v").linear(c, context, bias=False)
+            block(f"{attn}.to_out.0").linear(c, c)
+        block("ff.net.0.proj").linear(8 * c, c)  # GEGLU: value and gate of the 4c hidden layer
+        block("ff.net.2").linear(c, 4 * c)
+        for norm in ("norm1", "norm2", "norm3"):
+            block(norm).norm(c)
+    s("proj_out").linear(c, c) if linear else s("proj_out").conv(c, c, 1)
 
 
-def _unet(s: _Scope) -> None:
+def _ldm_unet(
+    s: _Scope,
+    *,
+    mult: tuple[int, ...],
+    depths: tuple[int, ...],
+    mid_depth: int,
+    context_dim: int,
+    linear: bool = False,
+    adm_in_channels: int | None = None,
+) -> None:
+    """The LDM UNet (openaimodel.py), two resblocks per level: ``depths[level]`` transformer blocks
+    follow each resblock of a level (0: no attention there); ``adm_in_channels`` adds SDXL's
+    ``label_emb`` (diffusers: ``add_embedding``) for the pooled text and size conditioning."""
     s("time_embed.0", "time_embedding.linear_1").linear(_TIME_DIM, _UNET_CHANNELS)
     s("time_embed.2", "time_embedding.linear_2").linear(_TIME_DIM, _TIME_DIM)
+    if adm_in_channels:
+        s("label_emb.0.0", "add_embedding.linear_1").linear(_TIME_DIM, adm_in_channels)
+        s("label_emb.0.2", "add_embedding.linear_2").linear(_TIME_DIM, _TIME_DIM)
     s("input_blocks.0.0", "conv_in").conv(_UNET_CHANNELS, 4)
 
     # The original numbers the blocks of each half in one sequence; diffusers nests them per level.
-    # The coarsest level has neither attention nor a downsampler.
+    # The coarsest level has no downsampler.
+    last = len(mult) - 1
     skips, ch, i = [_UNET_CHANNELS], _UNET_CHANNELS, 1
-    for level, mult in enumerate(_UNET_MULT):
-        out = _UNET_CHANNELS * mult
+    for level, m in enumerate(mult):
+        out = _UNET_CHANNELS * m
         for j in range(2):
             _unet_resblock(s(f"input_blocks.{i}.0", f"down_blocks.{level}.resnets.{j}"), ch, out)
             ch = out
-            if level < 3:
-                _spatial_transformer(s(f"input_blocks.{i}.1", f"down_blocks.{level}.attentions.{j}"), ch)
+            if depths[level]:
+                block = s(f"input_blocks.{i}.1", f"down_blocks.{level}.attentions.{j}")
+                _spatial_transformer(block, ch, context_dim, depths[level], linear)
             skips.append(ch)
             i += 1
-        if level < 3:
+        if level < last:
             s(f"input_blocks.{i}.0.op", f"down_blocks.{level}.downsamplers.0.conv").conv(ch, ch)
             skips.append(ch)
             i += 1
 
     _unet_resblock(s("middle_block.0", "mid_block.resnets.0"), ch, ch)
-    _spatial_transformer(s("middle_block.1", "mid_block.attentions.0"), ch)
+    _spatial_transformer(s("middle_block.1", "mid_block.attentions.0"), ch, context_dim, mid_depth, linear)
     _unet_resblock(s("middle_block.2", "mid_block.resnets.1"), ch, ch)
 
     i = 0
-    for up, mult in enumerate(reversed(_UNET_MULT)):
-        out = _UNET_CHANNELS * mult
+    for up, m in enumerate(reversed(mult)):
+        out, depth = _UNET_CHANNELS * m, depths[last - up]
         for j in range(3):
             _unet_resblock(s(f"output_blocks.{i}.0", f"up_blocks.{up}.resnets.{j}"), ch + skips.pop(), out)
             ch = out
-            if up > 0:
-                _spatial_transformer(s(f"output_blocks.{i}.1", f"up_blocks.{up}.attentions.{j}"), ch)
+            if depth:
+                block = s(f"output_blocks.{i}.1", f"up_blocks.{up}.attentions.{j}")
+                _spatial_transformer(block, ch, context_dim, depth, linear)
             i += 1
-        if up < 3:
+        if up < last:
             # The upsampler follows the last block's attention, or its resnet where there is none.
-            s(f"output_blocks.{i - 1}.{2 if up > 0 else 1}.conv", f"up_blocks.{up}.upsamplers.0.conv").conv(ch, ch)
+            s(f"output_blocks.{i - 1}.{2 if depth else 1}.conv", f"up_blocks.{up}.upsamplers.0.conv").conv(ch, ch)
 
     s("out.0", "conv_norm_out").norm(_UNET_CHANNELS)
     s("out.2", "conv_out").conv(4, _UNET_CHANNELS)
+
+
+def _unet(s: _Scope) -> None:
+    # The coarsest level has no attention.
+    _ldm_unet(s, mult=_UNET_MULT, depths=(1, 1, 1, 0), mid_depth=1, context_dim=_CONTEXT_DIM)
 
 
 def _vae_resblock(s: _Scope, cin: int, cout: int) -> None:
@@ -318,7 +393,8 @@ def _clip_text(s: _Scope) -> None:
 
 
 # diffusers component -> (its prefix in the single-file checkpoint, builder, file in the diffusers folder)
-_COMPONENTS = {
+_Components = Mapping[str, "tuple[str, Callable[[_Scope], None], str]"]
+_COMPONENTS: _Components = {
     "unet": ("model.diffusion_model", _unet, "diffusion_pytorch_model.safetensors"),
     "vae": ("first_stage_model", _vae, "diffusion_pytorch_model.safetensors"),
     "text_encoder": ("cond_stage_model.transformer", _clip_text, "model.safetensors"),
@@ -327,11 +403,32 @@ LAYOUTS = ("original", *(f"diffusers-{name}" for name in _COMPONENTS))
 
 
 @functools.lru_cache(maxsize=None)
-def _params(component: str) -> tuple[_Param, ...]:
-    prefix, build, _ = _COMPONENTS[component]
+def _params(prefix: str, build: Callable[[_Scope], None]) -> tuple[_Param, ...]:
     params: list[_Param] = []
     build(_Scope(params, prefix, ""))
     return tuple(params)
+
+
+def _tensors(components: _Components, layout: str, dtype, seed: int) -> dict[str, RandomTensor]:
+    """Names and lazy values of one layout of a model made of ``components``, in a stable order."""
+    layouts = ("original", *(f"diffusers-{name}" for name in components))
+    if layout not in layouts:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {layouts}")
+    diffusers = layout != "original"
+    names = [layout.removeprefix("diffusers-")] if diffusers else list(components)
+    tensors = {}
+    for component in names:
+        prefix, build, _ = components[component]
+        for p in _params(prefix, build):
+            if (p.diffusers is None) if diffusers else not p.in_original:
+                continue
+            tensor_dtype = np.int64 if p.init == "position_ids" else dtype
+            if diffusers:
+                value = RandomTensor(p.original, p.diffusers_shape, tensor_dtype, p.init, seed, p.shape, p.view)
+            else:
+                value = RandomTensor(p.original, p.shape, tensor_dtype, p.init, seed)
+            tensors[p.diffusers if diffusers else p.original] = value
+    return tensors
 
 
 def sd15_tensors(layout: str, dtype=np.float16, seed: int = 0) -> dict[str, RandomTensor]:
@@ -339,19 +436,7 @@ def sd15_tensors(layout: str, dtype=np.float16, seed: int = 0) -> dict[str, Rand
 
     ``np.asarray(value)`` gives the array; integer buffers stay int64 whatever ``dtype`` is.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
-    diffusers = layout != "original"
-    components = [layout.removeprefix("diffusers-")] if diffusers else list(_COMPONENTS)
-    tensors = {}
-    for component in components:
-        for p in _params(component):
-            if diffusers and p.diffusers is None:
-                continue
-            tensor_dtype = np.int64 if p.init == "position_ids" else dtype
-            shape = p.diffusers_shape if diffusers else p.shape
-            tensors[p.diffusers if diffusers else p.original] = RandomTensor(p.original, shape, tensor_dtype, p.init, seed)
-    return tensors
+    return _tensors(_COMPONENTS, layout, dtype, seed)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,37 +541,68 @@ def _write_json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
-def write_sd15_single_file(path, *, dtype=np.float16, seed: int = 0) -> Path:
-    """An original-layout SD1.5 checkpoint (about 2.1 GB in float16) at ``path``."""
+def _write_single_file(path, components: _Components, dtype, seed: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_safetensors(path, sd15_tensors("original", dtype, seed), _METADATA)
+    write_safetensors(path, _tensors(components, "original", dtype, seed), _METADATA)
     return path
+
+
+def _write_diffusers(folder, components: _Components, configs: Mapping[str, dict], dtype, seed: int) -> Path:
+    """Each component's weights and config.json, then the other files of ``configs`` (its keys
+    other than the components', e.g. ``"scheduler/scheduler_config.json"``), at ``folder``."""
+    folder = Path(folder)
+    for component, (_, _, filename) in components.items():
+        _write_json(folder / component / "config.json", configs[component])
+        tensors = _tensors(components, f"diffusers-{component}", dtype, seed)
+        write_safetensors(folder / component / filename, tensors, _METADATA)
+    for name, config in configs.items():
+        if name not in components:
+            _write_json(folder / name, config)
+    return folder
+
+
+def write_sd15_single_file(path, *, dtype=np.float16, seed: int = 0) -> Path:
+    """An original-layout SD1.5 checkpoint (about 2.1 GB in float16) at ``path``."""
+    return _write_single_file(path, _COMPONENTS, dtype, seed)
 
 
 def write_sd15_diffusers(folder, *, dtype=np.float16, seed: int = 0) -> Path:
     """A diffusers SD1.5 folder (model_index.json, unet/, vae/, text_encoder/, scheduler/) at ``folder``."""
-    folder = Path(folder)
     configs = {
         "unet": _UNET_CONFIG,
         "vae": _VAE_CONFIG,
         "text_encoder": {**_TEXT_ENCODER_CONFIG, "torch_dtype": np.dtype(dtype).name},
+        "scheduler/scheduler_config.json": _SCHEDULER_CONFIG,
+        "model_index.json": _MODEL_INDEX,
     }
-    for component, (_, _, filename) in _COMPONENTS.items():
-        _write_json(folder / component / "config.json", configs[component])
-        write_safetensors(folder / component / filename, sd15_tensors(f"diffusers-{component}", dtype, seed), _METADATA)
-    _write_json(folder / "scheduler" / "scheduler_config.json", _SCHEDULER_CONFIG)
-    _write_json(folder / "model_index.json", _MODEL_INDEX)
-    return folder
+    return _write_diffusers(folder, _COMPONENTS, configs, dtype, seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    from . import models_sdxl
+
+    writers = {
+        ("sd15", "single-file"): write_sd15_single_file,
+        ("sd15", "diffusers"): write_sd15_diffusers,
+        ("sdxl", "single-file"): models_sdxl.write_sdxl_single_file,
+        ("sdxl", "diffusers"): models_sdxl.write_sdxl_diffusers,
+    }
+    parser = argparse.ArgumentParser(description="Write a random-weight SD 1.5 or SDXL model (no real weights needed).")
+    parser.add_argument("path", type=Path, help="a .safetensors file, or a folder for --layout diffusers")
+    parser.add_argument("--layout", choices=("single-file", "diffusers"), default="single-file")
+    parser.add_argument("--family", choices=("sd15", "sdxl"), default="sd15")
+    parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(writers[args.family, args.layout](args.path, dtype=np.dtype(args.dtype), seed=args.seed))
 
 
 if __name__ == "__main__":
-    import argparse
+    # Run as a script: import this file as the package module tests.models, whose SDXL part imports it.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.models import main as package_main
 
-    parser = argparse.ArgumentParser(description="Write a random-weight SD 1.5 model (no real weights needed).")
-    parser.add_argument("path", type=Path, help="a .safetensors file, or a folder for --layout diffusers")
-    parser.add_argument("--layout", choices=("single-file", "diffusers"), default="single-file")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    write = write_sd15_diffusers if args.layout == "diffusers" else write_sd15_single_file
-    print(write(args.path, seed=args.seed))
+    package_main()
