@@ -31,13 +31,16 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {b: chr(c) for b, c in zip(printable, chars)}
 
 
-@lru_cache(maxsize=1)
-def clip_tokenizer() -> CLIPTokenizer:
+@lru_cache(maxsize=None)
+def clip_tokenizer(pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
     """CLIP's tokenizer (the one diffusers pipelines use), built from OpenAI's BPE merges as
     OpenAI's openai-clip package ships them (its data file only: importing that package needs
     torchvision, which has no CPU build on PyPI): the vocabulary is the 256 byte symbols, the same with ``</w>``, one
     entry per merge, and the two special tokens, 49408 in all (the layout of OpenAI's
-    ``SimpleTokenizer``)."""
+    ``SimpleTokenizer``).
+
+    SD1.x's tokenizer, and SDXL's first, pad with ``<|endoftext|>``; SDXL's second (``tokenizer_2``,
+    OpenCLIP's) pads with ``"!"`` (id 0): :func:`sdxl_tokenizers`."""
     vocab_file = next(
         f for f in importlib.metadata.files("openai-clip") or () if f.name == "bpe_simple_vocab_16e6.txt.gz"
     )
@@ -46,7 +49,14 @@ def clip_tokenizer() -> CLIPTokenizer:
     symbols = list(_bytes_to_unicode().values())
     vocab = [*symbols, *(s + "</w>" for s in symbols), *("".join(m) for m in merges), "<|startoftext|>", "<|endoftext|>"]
     assert len(vocab) == 49408
-    return CLIPTokenizer(vocab={token: i for i, token in enumerate(vocab)}, merges=merges, model_max_length=77)
+    return CLIPTokenizer(
+        vocab={token: i for i, token in enumerate(vocab)}, merges=merges, model_max_length=77, pad_token=pad_token
+    )
+
+
+def sdxl_tokenizers() -> tuple[CLIPTokenizer, CLIPTokenizer]:
+    """``tokenizer`` and ``tokenizer_2`` of a StableDiffusionXLPipeline."""
+    return clip_tokenizer(), clip_tokenizer(pad_token="!")
 
 
 def bpe_ids(text: str) -> list[int]:
