@@ -1,7 +1,8 @@
-"""Random-weight models with the real SD 1.x architecture, built once per test session.
+"""Random-weight models with the real SD 1.x and SDXL architectures, built once per test session
+(SDXL only when a test asks for it).
 
 Set SDCPP_TEST_MODELS to a folder to keep them between sessions (they are rebuilt when
-tests/models.py changes).
+tests/models.py, or for SDXL tests/models_sdxl.py, changes).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 import sdcpp
 
-from . import models
+from . import models, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -36,16 +37,25 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             terminalreporter.write_line(f"{stage}: {text}")
 
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory, *builders) -> Path:
     keep = os.environ.get("SDCPP_TEST_MODELS")
     if not keep:
         return tmp_path_factory.mktemp("models")
-    # Keyed by the builder's source, so a changed builder never serves stale weights.
-    key = hashlib.sha256(Path(models.__file__).read_bytes()).hexdigest()[:12]
+    # Keyed by the builders' source, so a changed builder never serves stale weights.
+    key = hashlib.sha256(b"".join(Path(m.__file__).read_bytes() for m in builders)).hexdigest()[:12]
     folder = Path(keep) / key
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models)
+
+
+@pytest.fixture(scope="session")
+def sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models, models_sdxl)
 
 
 def _build_once(path: Path, build) -> Path:
@@ -70,6 +80,18 @@ def sd15_folder(model_dir: Path) -> Path:
 def sd15_folder_f32(model_dir: Path) -> Path:
     """The diffusers folder in float32 (about 4 GB): what both sides load for the parity tests."""
     return _build_once(model_dir / "sd15-diffusers-f32", partial(models.write_sd15_diffusers, dtype=np.float32))
+
+
+@pytest.fixture(scope="session")
+def sdxl_file(sdxl_model_dir: Path) -> Path:
+    """SDXL base 1.0 as one float16 file (6.9 GB; about 50 s to write on 2 cores)."""
+    return _build_once(sdxl_model_dir / "sdxl.safetensors", models_sdxl.write_sdxl_single_file)
+
+
+@pytest.fixture(scope="session")
+def sdxl_folder(sdxl_model_dir: Path) -> Path:
+    """SDXL base 1.0 as a float16 diffusers folder (6.9 GB)."""
+    return _build_once(sdxl_model_dir / "sdxl-diffusers", models_sdxl.write_sdxl_diffusers)
 
 
 @pytest.fixture(scope="session")
