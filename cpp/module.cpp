@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_context(m);
     sdcpp::register_ops(m);
     sdcpp::register_probe(m);
+    sdcpp::register_profile(m);
 }

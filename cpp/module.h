@@ -18,5 +18,6 @@ void register_images(py::module_& m);
 void register_context(py::module_& m);
 void register_ops(py::module_& m);
 void register_probe(py::module_& m);
+void register_profile(py::module_& m);
 
 }  // namespace sdcpp

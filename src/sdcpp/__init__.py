@@ -27,6 +27,7 @@ from .images import GeneratedImage
 from .names import Sampler, Scheduler
 from ._core import __version__
 from .doctor import self_test
+from .profiling import OpProfile, profile_ops
 from .system import system_info
 
 __all__ = [
@@ -39,12 +40,14 @@ __all__ = [
     "InvalidArgumentError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "OpProfile",
     "Sampler",
     "Scheduler",
     "SdcppError",
     "UnsupportedOperation",
     "Tokens",
     "__version__",
+    "profile_ops",
     "self_test",
     "system_info",
 ]
