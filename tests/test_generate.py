@@ -274,3 +274,33 @@ def test_sigmas_decrease_to_zero(generator: sdcpp.Generator) -> None:
         generator.sigmas(0)
     with pytest.raises(sdcpp.InvalidArgumentError, match="^scheduler: unknown scheduler"):
         generator.sigmas(4, scheduler="nope")
+
+
+def test_flash_attention_is_on_by_default_only_on_cuda(generator: sdcpp.Generator) -> None:
+    assert generator.flash_attn == generator.device.startswith("CUDA")
+
+
+def test_flash_attention_changes_the_image_by_rounding_only(sd15_file: Path, generator: sdcpp.Generator) -> None:
+    settings = dict(width=128, height=128, steps=4, cfg_scale=7.0, seed=3)
+    images = []
+    for flash_attn in (False, True):
+        with sdcpp.Generator(sd15_file, device=generator.device, flash_attn=flash_attn) as gen:
+            images.append(np.asarray(gen.generate("a lighthouse", **settings)[0], dtype=np.float64))
+    mse = np.mean((images[0] - images[1]) ** 2)
+    # Measured 52 dB on the CPU (max difference 3 of 255): the same image up to float rounding.
+    assert mse == 0 or 10 * np.log10(255**2 / mse) > 40
+
+
+def test_a_gpu_computes_the_cpu_image(sd15_file: Path, generator: sdcpp.Generator) -> None:
+    """The GPU build's defaults (flash attention, CUDA graphs) change the image by rounding only."""
+    if generator.device == "CPU":
+        pytest.skip("needs a GPU device (SDCPP_TEST_DEVICE)")
+    settings = dict(width=128, height=128, steps=4, cfg_scale=7.0, seed=3)
+    with sdcpp.Generator(sd15_file, device="cpu") as cpu:
+        reference = np.asarray(cpu.generate("a lighthouse", **settings)[0], dtype=np.float64)
+    runs = [np.asarray(generator.generate("a lighthouse", **settings)[0], dtype=np.float64) for _ in range(3)]
+    # The first run evaluates each graph directly, later ones replay captured CUDA graphs.
+    np.testing.assert_array_equal(runs[0], runs[2])
+    psnr = 10 * np.log10(255**2 / max(np.mean((runs[0] - reference) ** 2), 1e-12))
+    print(f"GPU against CPU: PSNR {psnr:.1f} dB")
+    assert psnr > 30

@@ -57,7 +57,9 @@ class Generator:
         threads: CPU threads; ``None`` is one per physical core.
         rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
-        flash_attn: flash attention in the diffusion model (less memory, often faster on GPUs).
+        flash_attn: flash attention in the diffusion model: less memory; ``None`` turns it on
+            where it was measured faster (CUDA: 7-10% per image on an H100) and off elsewhere
+            (slower on the CPU; not yet measured on Metal). ``Generator.flash_attn`` says which.
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
@@ -83,7 +85,7 @@ class Generator:
         device: str = "auto",
         threads: Optional[int] = None,
         rng: Optional[str] = None,
-        flash_attn: bool = False,
+        flash_attn: Optional[bool] = None,
         keep_clip_on_cpu: bool = False,
         keep_vae_on_cpu: bool = False,
         name: Optional[str] = None,
@@ -106,16 +108,20 @@ class Generator:
         self.model = checked.get("model") or checked["diffusion_model"]
         #: Where the engine's log lines for this Generator go: a child of the ``sdcpp`` logger.
         self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
-        self._flash_attn = flash_attn
+        ggml_device = resolve_device(device)
+        if flash_attn is None:
+            flash_attn = ggml_device.startswith("CUDA")  # benchmarks/RESULTS.md: faster there only
+        #: Whether the diffusion model runs with flash attention.
+        self.flash_attn: bool = bool(flash_attn)
         self._has_control_net = control_net is not None
         _core.set_log_level(logger.getEffectiveLevel())
         self._ctx = _core.Context(
             **checked,
             weight_type=weight_type or "",
-            device=resolve_device(device),
+            device=ggml_device,
             rng=rng or "",
             threads=threads or 0,
-            flash_attn=flash_attn,
+            flash_attn=self.flash_attn,
             keep_clip_on_cpu=keep_clip_on_cpu,
             keep_vae_on_cpu=keep_vae_on_cpu,
             logger=self.logger,
@@ -272,7 +278,7 @@ class Generator:
         head (N latent tokens: 8 heads at 1/8 scale for SD 1.x/2.x, 10 at 1/16 for SDXL), which
         dominates at large sizes; flash attention does not materialise it.
         """
-        if self._flash_attn or self.size_multiple != 64:
+        if self.flash_attn or self.size_multiple != 64:
             return
         xl = "XL" in self.family
         tokens = (width // (16 if xl else 8)) * (height // (16 if xl else 8))
