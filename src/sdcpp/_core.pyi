@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -154,6 +154,14 @@ def set_log_level(python_level: typing.SupportsInt | typing.SupportsIndex) -> No
 def shutdown() -> None:
     """
     Stops forwarding engine callbacks to Python (called at interpreter exit).
+    """
+def start_op_profile() -> None:
+    """
+    Run every graph node by node and record each node's time, until stop_op_profile().
+    """
+def stop_op_profile() -> list:
+    """
+    Stop recording and return the records: one dict per node run since start_op_profile().
     """
 def system_info() -> dict[str, typing.Any]:
     """
