@@ -97,3 +97,30 @@ def test_an_unsupported_op_raises_naming_op_device_and_way_out(generator: sdcpp.
     assert e.value.op == "TIMESTEP_EMBEDDING" and e.value.device == generator.device
     assert "device='cpu'" in str(e.value) and isinstance(e.value, sdcpp.GenerationError)
     assert generator.generate("x", width=64, height=64, steps=1, seed=1)[0].size == (64, 64)
+
+
+def conv_2d_reference(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Cross-correlation of x (C, H, W) with w (O, C, K, K), written from the definition."""
+    c, h, wd = x.shape
+    k = w.shape[2]
+    xp = np.pad(x.astype(np.float64), ((0, 0), (padding, padding), (padding, padding)))
+    oh, ow = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+    out = np.zeros((w.shape[0], oh, ow))
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, i : i + stride * oh : stride, j : j + stride * ow : stride]  # (C, oh, ow)
+            out += np.einsum("oc,chw->ohw", w[:, :, i, j], patch)
+    return out
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_2d_against_its_definition_across_row_blocks(stride: int) -> None:
+    # Engine patch 0012 rewrote ggml's CPU im2col: rows split across threads, 64 output pixels at a
+    # time. 150 columns cross two block edges; 37 rows do not divide between threads.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 37, 150)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    got = ops.conv_2d(x[None], w, stride=stride, padding=1, device=DEVICE)[0]
+    want = conv_2d_reference(x, w, stride, 1)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= TOL * np.abs(want).max()
