@@ -96,7 +96,8 @@ def run_contender(name: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda", "metal"), default="cpu",
+                   help="metal: sdcpp on Metal, diffusers on torch's mps (not yet run on a Mac)")
     p.add_argument("--family", choices=sorted(WRITERS), default="sd15")
     p.add_argument("--size", type=int, default=256, help="width and height")
     p.add_argument("--steps", type=int, default=4)

@@ -42,7 +42,7 @@ def engine_stages(lines: list[str]) -> dict[str, float]:
 
 class GpuMemory:
     """Peak GPU memory in use on the card while running (whole card, less what was in use before:
-    each contender runs alone), read with nvidia-smi every 50 ms."""
+    each contender runs alone), read with nvidia-smi every 50 ms; NVIDIA only."""
 
     def __init__(self, enabled: bool):
         self.enabled, self.peak_mb, self._stop = enabled, 0.0, threading.Event()
@@ -122,7 +122,8 @@ def run_sdcpp(s: dict[str, Any]) -> dict[str, Any]:
                      sampler="euler", seed=s["seed"])
         return lines.take()
 
-    return {"load_s": load_s, "settings": f"device={gen.device} flash_attn={gen.flash_attn}", **timed_runs(generate, s["runs"])}
+    # getattr: builds older than Generator.flash_attn are compared too (before/after runs).
+    return {"load_s": load_s, "settings": f"device={gen.device} flash_attn={getattr(gen, 'flash_attn', None)}", **timed_runs(generate, s["runs"])}
 
 
 def run_cli(s: dict[str, Any]) -> dict[str, Any]:
@@ -158,9 +159,29 @@ def run_cli(s: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _StderrLines:
+    """Collects what is printed to sys.stderr: the peer prints the engine's log lines there."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        sys.stderr = self  # type: ignore[assignment]
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> list[str]:
+        taken, self.text = self.text, ""
+        return taken.splitlines()
+
+
 def run_peer(s: dict[str, Any]) -> dict[str, Any]:
-    lines = _Lines("stable-diffusion-cpp-python")
     from stable_diffusion_cpp import StableDiffusion
+
+    lines = _StderrLines()
 
     t0 = time.perf_counter()
     sd = StableDiffusion(model_path=s["model_file"], n_threads=s["threads"] or -1,
@@ -183,8 +204,9 @@ def run_diffusers(s: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, s["repo"])
     from tests.reference import clip_tokenizer, sdxl_tokenizers
 
-    cuda = s["device"] != "cpu"
-    dtype = torch.float16 if cuda else torch.float32
+    cuda = s["device"] == "cuda"
+    torch_device = {"cpu": "cpu", "cuda": "cuda", "metal": "mps"}[s["device"]]
+    dtype = torch.float32 if torch_device == "cpu" else torch.float16
     if s["threads"]:
         torch.set_num_threads(s["threads"])
     t0 = time.perf_counter()
@@ -195,8 +217,8 @@ def run_diffusers(s: dict[str, Any]) -> dict[str, Any]:
     pipe = DiffusionPipeline.from_pretrained(s["model_dir"], torch_dtype=dtype, **tokenizers)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    if cuda:
-        pipe.to("cuda")
+    pipe.to(torch_device)
+    sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(torch_device, lambda: None)
     load_s = time.perf_counter() - t0
 
     vae_times: list[float] = []
@@ -205,8 +227,7 @@ def run_diffusers(s: dict[str, Any]) -> dict[str, Any]:
     def timed_decode(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
         out = decode(*args, **kwargs)
-        if cuda:
-            torch.cuda.synchronize()
+        sync()
         vae_times.append(time.perf_counter() - t)
         return out
 
@@ -216,8 +237,7 @@ def run_diffusers(s: dict[str, Any]) -> dict[str, Any]:
         with torch.inference_mode():
             pipe(PROMPT, negative_prompt="", width=s["width"], height=s["height"], num_inference_steps=s["steps"],
                  guidance_scale=s["cfg"], generator=torch.Generator("cpu").manual_seed(s["seed"]), output_type="pil")
-        if cuda:
-            torch.cuda.synchronize()
+        sync()
         return []
 
     out = {"load_s": load_s, "settings": f"torch {torch.__version__} {dtype}".replace("torch.", ""),
@@ -233,7 +253,7 @@ CONTENDERS = {"sdcpp": run_sdcpp, "cli": run_cli, "peer": run_peer, "diffusers":
 
 def main() -> None:
     name, settings = sys.argv[1], json.loads(sys.argv[3])
-    with GpuMemory(settings["device"] != "cpu") as gpu:
+    with GpuMemory(settings["device"] == "cuda") as gpu:
         result = CONTENDERS[name](settings)
     result["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                                 result.pop("peak_rss_mb_children", 0.0))
