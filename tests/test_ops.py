@@ -12,6 +12,8 @@ import pytest
 
 import sdcpp
 from sdcpp import _core, ops
+from sdcpp.devices import resolve_device
+from sdcpp.doctor import GPU_TOLERANCE
 
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 # float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
@@ -120,7 +122,10 @@ def test_conv_2d_against_its_definition_across_row_blocks(stride: int) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 37, 150)).astype(np.float32)
     w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
-    got = ops.conv_2d(x[None], w, stride=stride, padding=1, device=DEVICE)[0]
-    want = conv_2d_reference(x, w, stride, 1)
-    assert got.shape == want.shape
-    assert np.abs(got - want).max() <= TOL * np.abs(want).max()
+    for device in {"cpu", DEVICE}:
+        got = ops.conv_2d(x[None], w, stride=stride, padding=1, device=device)[0]
+        want = conv_2d_reference(x, w, stride, 1)
+        assert got.shape == want.shape
+        # GPUs may multiply float32 in reduced precision: 3.1e-4 measured on the H100 (the self-test's bound).
+        tol = TOL if resolve_device(device) == "CPU" else GPU_TOLERANCE
+        assert np.abs(got - want).max() <= tol * np.abs(want).max(), device
