@@ -47,13 +47,9 @@ def find_cli() -> str | None:
 def make_models(family: str, folder: Path) -> tuple[Path, Path]:
     """The single file (sdcpp, CLI, peer) and diffusers folder (diffusers) of one set of weights."""
     folder.mkdir(parents=True, exist_ok=True)
-    single, diffusers = folder / f"{family}.safetensors", folder / f"{family}-diffusers"
-    for path, write in zip((single, diffusers), WRITERS[family]):
-        done = path.with_name(path.name + ".done")
-        if not done.exists():
-            write(path)
-            done.touch()
-    return single, diffusers
+    write_file, write_folder = WRITERS[family]
+    return (models.build_once(folder / f"{family}.safetensors", write_file),
+            models.build_once(folder / f"{family}-diffusers", write_folder))
 
 
 def machine() -> str:

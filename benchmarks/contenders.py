@@ -80,10 +80,15 @@ def timed_runs(generate: Callable[[], list[str]], runs: int) -> dict[str, Any]:
         lines = generate()
         walls.append(time.perf_counter() - t0)
         stages.append(engine_stages(lines))
-    steady = stages[1:]
-    out: dict[str, Any] = {"first_image_s": walls[0], "image_s": walls[1:], "image_s_median": statistics.median(walls[1:])}
+    return {"first_image_s": walls[0], "image_s": walls[1:], "image_s_median": statistics.median(walls[1:]),
+            **stage_medians(stages[1:])}
+
+
+def stage_medians(stages: list[dict[str, float]]) -> dict[str, float]:
+    """Each stage's median over the runs that logged it."""
+    out = {}
     for key in _STAGES:
-        values = [s[key] for s in steady if key in s]
+        values = [s[key] for s in stages if key in s]
         if values:
             out[key] = statistics.median(values)
     return out
@@ -151,10 +156,7 @@ def run_cli(s: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"load_s": statistics.median(loads), "first_image_s": results[0]["engine_image_s"],
                            "image_s": [r["engine_image_s"] for r in steady], "peak_rss_mb_children": peak}
     out["image_s_median"] = statistics.median(out["image_s"])
-    for key in _STAGES:
-        values = [r[key] for r in steady if key in r]
-        if values:
-            out[key] = statistics.median(values)
+    out.update(stage_medians(steady))
     out["settings"] = f"flash_attn={bool(s['flash_attn'])}"
     return out
 

@@ -12,12 +12,11 @@ def _ratio(value: float | None, reference: float | None) -> str:
     return f" ({value / reference:.2f}x)"
 
 
-def _cell(result: dict[str, Any], key: str, reference: dict[str, Any], scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+def _cell(result: dict[str, Any], key: str, reference: dict[str, Any], fmt: str = "{:.2f}") -> str:
     value = result.get(key)
     if value is None:
         return "–"
-    ref = reference.get(key)
-    return fmt.format(value * scale) + _ratio(value, ref)
+    return fmt.format(value) + _ratio(value, reference.get(key))
 
 
 def markdown(run: dict[str, Any]) -> str:
@@ -36,8 +35,8 @@ def markdown(run: dict[str, Any]) -> str:
         if "skipped" in r:
             lines.append(f"| {name} | skipped: {r['skipped']} |||||||||")
             continue
-        per_step = {k: r[k] / steps for k in ("sampling_s",) if k in r}
-        ref_step = {k: ref[k] / steps for k in ("sampling_s",) if k in ref}
+        per_step = {"sampling_s": r["sampling_s"] / steps} if "sampling_s" in r else {}
+        ref_step = {"sampling_s": ref["sampling_s"] / steps} if "sampling_s" in ref else {}
         lines.append(
             f"| {name} | {_cell(r, 'load_s', ref)} | {_cell(r, 'image_s_median', ref)} | "
             f"{_cell(r, 'first_image_s', ref)} | {_cell(per_step, 'sampling_s', ref_step)} | "

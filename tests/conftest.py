@@ -58,40 +58,32 @@ def sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _cache_dir(tmp_path_factory, models, models_sdxl)
 
 
-def _build_once(path: Path, build) -> Path:
-    done = path.with_name(path.name + ".done")
-    if not done.exists():
-        build(path)
-        done.touch()
-    return path
-
-
 @pytest.fixture(scope="session")
 def sd15_file(model_dir: Path) -> Path:
-    return _build_once(model_dir / "sd15.safetensors", models.write_sd15_single_file)
+    return models.build_once(model_dir / "sd15.safetensors", models.write_sd15_single_file)
 
 
 @pytest.fixture(scope="session")
 def sd15_folder(model_dir: Path) -> Path:
-    return _build_once(model_dir / "sd15-diffusers", models.write_sd15_diffusers)
+    return models.build_once(model_dir / "sd15-diffusers", models.write_sd15_diffusers)
 
 
 @pytest.fixture(scope="session")
 def sd15_folder_f32(model_dir: Path) -> Path:
     """The diffusers folder in float32 (about 4 GB): what both sides load for the parity tests."""
-    return _build_once(model_dir / "sd15-diffusers-f32", partial(models.write_sd15_diffusers, dtype=np.float32))
+    return models.build_once(model_dir / "sd15-diffusers-f32", partial(models.write_sd15_diffusers, dtype=np.float32))
 
 
 @pytest.fixture(scope="session")
 def sdxl_file(sdxl_model_dir: Path) -> Path:
     """SDXL base 1.0 as one float16 file (6.9 GB; about 50 s to write on 2 cores)."""
-    return _build_once(sdxl_model_dir / "sdxl.safetensors", models_sdxl.write_sdxl_single_file)
+    return models.build_once(sdxl_model_dir / "sdxl.safetensors", models_sdxl.write_sdxl_single_file)
 
 
 @pytest.fixture(scope="session")
 def sdxl_folder(sdxl_model_dir: Path) -> Path:
     """SDXL base 1.0 as a float16 diffusers folder (6.9 GB)."""
-    return _build_once(sdxl_model_dir / "sdxl-diffusers", models_sdxl.write_sdxl_diffusers)
+    return models.build_once(sdxl_model_dir / "sdxl-diffusers", models_sdxl.write_sdxl_diffusers)
 
 
 @pytest.fixture(scope="session")

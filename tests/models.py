@@ -562,6 +562,17 @@ def _write_diffusers(folder, components: _Components, configs: Mapping[str, dict
     return folder
 
 
+def build_once(path, write) -> Path:
+    """``write(path)`` unless an earlier call finished it (a ``.done`` marker beside it): the models are
+    large, and a build cut short must not pass for a finished one."""
+    path = Path(path)
+    done = path.with_name(path.name + ".done")
+    if not done.exists():
+        write(path)
+        done.touch()
+    return path
+
+
 def write_sd15_single_file(path, *, dtype=np.float16, seed: int = 0) -> Path:
     """An original-layout SD1.5 checkpoint (about 2.1 GB in float16) at ``path``."""
     return _write_single_file(path, _COMPONENTS, dtype, seed)

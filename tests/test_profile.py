@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import sdcpp
 from sdcpp.profiling import node_flops
@@ -25,7 +24,6 @@ def test_profiling_times_each_node_and_computes_the_same_image(generator: sdcpp.
     assert all(r["us"] >= 0 and r["bytes"] > 0 for r in unet)
     unet_ops = {s.op: s for s in profile.by_op() if s.runner == "unet"}
     assert unet_ops["MUL_MAT"].flops > 0 and unet_ops["MUL_MAT"].seconds > 0
-    assert profile.seconds == pytest.approx(sum(s.seconds for s in profile.by_op()))
 
     with sdcpp.profile_ops() as idle:
         pass

@@ -58,7 +58,7 @@ class Generator:
         rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
         flash_attn: flash attention in the diffusion model: less memory; ``None`` turns it on
-            where it was measured faster (CUDA: 7-10% per image on an H100) and off elsewhere
+            where it was measured faster (CUDA: about 7% per image on an H100) and off elsewhere
             (slower on the CPU; not yet measured on Metal). ``Generator.flash_attn`` says which.
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
         name: the engine's log lines for this Generator's calls go to the logger
