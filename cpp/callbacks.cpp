@@ -42,7 +42,14 @@ void on_log(sd_log_level_t level, const char* text, void*) {
         py::object logger = scope ? scope->logger() : py::none();
         py::module_::import("sdcpp._logs").attr("emit")(py_level, line, logger);
     } catch (py::error_already_set& e) {
-        e.discard_as_unraisable("sdcpp log handler");
+        // Python handles a Ctrl-C that arrived during the engine call in the first Python code the
+        // main thread runs, which may be this handler: re-arm it for the next check instead of
+        // losing it with the handler's error.
+        if (e.matches(PyExc_KeyboardInterrupt)) {
+            PyErr_SetInterrupt();
+        } else {
+            e.discard_as_unraisable("sdcpp log handler");
+        }
     }
 }
 

@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
-from ._native import import_core as _import_core
+import os as _os
 
+from ._native import import_core as _import_core
+from ._openmp import apply_defaults as _openmp_defaults
+
+_openmp_defaults(_os.environ)  # before the compiled module loads libgomp, which reads it once
 _import_core()  # before anything imports sdcpp._core: a CUDA wheel may need its libraries loaded
 
 from .errors import (
