@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+from . import _metal
 from ._native import import_core as _import_core
 
+_metal.apply()  # before ggml can create its Metal device: it reads the tensor-API switch then, once
 _import_core()  # before anything imports sdcpp._core: a CUDA wheel may need its libraries loaded
 
 from .errors import (
