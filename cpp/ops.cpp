@@ -6,15 +6,16 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "errors.h"
+#include "ggml_util.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "module.h"
+#include "sentinel.h"
 
 namespace sdcpp {
 
@@ -23,25 +24,17 @@ namespace {
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using Build  = std::function<ggml_tensor*(ggml_context*, const std::vector<ggml_tensor*>&)>;
 
-struct ContextFree {
-    void operator()(ggml_context* c) const { ggml_free(c); }
-};
-struct BackendFree {
-    void operator()(ggml_backend* b) const { ggml_backend_free(b); }
-};
-struct BufferFree {
-    void operator()(ggml_backend_buffer* b) const { ggml_backend_buffer_free(b); }
-};
-
-// Builds the graph of `build` over `inputs` (numpy order; ggml's dimensions are reversed), checks
-// that the device supports every node, runs it there and returns the result as float32.
-py::array_t<float> run(const std::string& device, const std::vector<Floats>& inputs, const Build& build) {
+// Builds the graph of `build` over `inputs` (numpy order; ggml's dimensions are reversed; each
+// stored as `types[i]`, float32 where not given), checks that the device supports every node, runs
+// it there and returns the result as float32. A write past the end of the result is an error.
+py::array_t<float> run(const std::string& device, const std::vector<Floats>& inputs, const Build& build,
+                       const std::vector<ggml_type>& types = {}) {
     ggml_backend_dev_t dev = ggml_backend_dev_by_name(device.c_str());
     if (!dev) {
         throw DeviceError("no ggml device named '" + device + "' in this build");
     }
     ggml_init_params params{ggml_tensor_overhead() * 64 + ggml_graph_overhead(), nullptr, true};
-    std::unique_ptr<ggml_context, ContextFree> ctx(ggml_init(params));
+    ContextPtr ctx(ggml_init(params));
 
     std::vector<ggml_tensor*> tensors;
     for (const Floats& a : inputs) {
@@ -52,13 +45,16 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
         for (py::ssize_t i = 0; i < a.ndim(); ++i) {
             ne[i] = a.shape(a.ndim() - 1 - i);
         }
-        tensors.push_back(ggml_new_tensor(ctx.get(), GGML_TYPE_F32, static_cast<int>(a.ndim()), ne));
+        const ggml_type type = tensors.size() < types.size() ? types[tensors.size()] : GGML_TYPE_F32;
+        tensors.push_back(ggml_new_tensor(ctx.get(), type, static_cast<int>(a.ndim()), ne));
     }
     ggml_tensor* out = build(ctx.get(), tensors);
+    Sentinels sentinels;
+    sentinels.guard(ctx.get(), out);
     ggml_cgraph* graph = ggml_new_graph(ctx.get());
     ggml_build_forward_expand(graph, out);
 
-    std::unique_ptr<ggml_backend, BackendFree> backend(ggml_backend_dev_init(dev, nullptr));
+    BackendPtr backend(ggml_backend_dev_init(dev, nullptr));
     if (!backend) {
         throw DeviceError("device '" + device + "' failed to initialise");
     }
@@ -68,13 +64,14 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
             throw UnsupportedOperation(std::string(ggml_op_desc(node)) + "|" + device);
         }
     }
-    std::unique_ptr<ggml_backend_buffer, BufferFree> buffer(ggml_backend_alloc_ctx_tensors(ctx.get(), backend.get()));
+    BufferPtr buffer(ggml_backend_alloc_ctx_tensors(ctx.get(), backend.get()));
     if (!buffer) {
         throw GenerationError("could not allocate the op's tensors on '" + device + "'");
     }
     for (size_t i = 0; i < inputs.size(); ++i) {
-        ggml_backend_tensor_set(tensors[i], inputs[i].data(), 0, ggml_nbytes(tensors[i]));
+        set_floats(tensors[i], inputs[i].data());
     }
+    sentinels.fill();
     ggml_status status;
     {
         py::gil_scoped_release nogil;
@@ -82,6 +79,10 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     }
     if (status != GGML_STATUS_SUCCESS) {
         throw GenerationError(std::string("the op failed on '") + device + "': " + ggml_status_to_string(status));
+    }
+    const std::string overwritten = sentinels.overwritten();
+    if (!overwritten.empty()) {
+        throw GenerationError("the op's " + overwritten + " wrote past the end of its output on '" + device + "'");
     }
     // ggml drops trailing size-1 dimensions; keep as many as the inputs had (a batch of one stays).
     int ndim = ggml_n_dims(out);
@@ -124,12 +125,12 @@ void register_ops(py::module_& m) {
         py::arg("timesteps"), py::arg("dim"), py::arg("max_period"), py::arg("device"));
     m.def(
         "op_mul_mat",
-        [](const Floats& a, const Floats& b, const std::string& device) {
-            return run(device, {a, b}, [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
-                return ggml_mul_mat(c, in[0], in[1]);
-            });
+        [](const Floats& a, const Floats& b, bool a_f16, const std::string& device) {
+            auto build = [](ggml_context* c, const std::vector<ggml_tensor*>& in) { return ggml_mul_mat(c, in[0], in[1]); };
+            return run(device, {a, b}, build, {a_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32, GGML_TYPE_F32});
         },
-        py::arg("a"), py::arg("b"), py::arg("device"), "b @ a.T for a (m, k) and b (n, k).");
+        py::arg("a"), py::arg("b"), py::arg("a_f16"), py::arg("device"),
+        "b @ a.T for a (m, k) and b (n, k); a stored as float16 (the UNet's weights) when a_f16.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, const std::string& device) {

@@ -5,6 +5,9 @@
 #include "ggml.h"
 #include "module.h"
 #include "stable-diffusion.h"
+#ifdef GGML_USE_METAL
+#include "ggml-metal.h"
+#endif
 
 namespace sdcpp {
 
@@ -17,6 +20,18 @@ const char* device_type_name(enum ggml_backend_dev_type type) {
         case GGML_BACKEND_DEVICE_TYPE_IGPU: return "igpu";
         default: return "accel";
     }
+}
+
+// Whether a Metal device runs matrix products through Metal 4's tensor API (see sdcpp/_metal.py);
+// None for other devices. Asking creates no device: the list below already did.
+py::object uses_tensor_api(ggml_backend_dev_t dev) {
+#ifdef GGML_USE_METAL
+    if (ggml_backend_dev_backend_reg(dev) == ggml_backend_metal_reg()) {
+        return py::bool_(ggml_backend_metal_device_has_tensor(dev));
+    }
+#endif
+    (void)dev;
+    return py::none();
 }
 
 py::list devices() {
@@ -32,6 +47,7 @@ py::list devices() {
         d["backend"]      = ggml_backend_reg_name(ggml_backend_dev_backend_reg(dev));
         d["memory_free"]  = props.memory_free;
         d["memory_total"] = props.memory_total;
+        d["tensor_api"]   = uses_tensor_api(dev);
         out.append(d);
     }
     return out;

@@ -13,7 +13,7 @@ import pytest
 import sdcpp
 from sdcpp import _core, ops
 from sdcpp.devices import resolve_device
-from sdcpp.doctor import GPU_TOLERANCE
+from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
 
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 # float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
@@ -69,16 +69,61 @@ def test_arange_arguments_that_would_abort_ggml_are_refused() -> None:
 
 def test_self_test_passes_on_every_device() -> None:
     checks = sdcpp.self_test()
-    assert {c.op for c in checks} == {"arange", "timestep_embedding", "conv_2d", "mul_mat", "group_norm", "attention"}
+    assert {c.op for c in checks} == {
+        "arange", "timestep_embedding", "conv_2d", "mul_mat", "group_norm", "attention", "attention_77",
+        "mul_mat_f16 320x64", "mul_mat_f16 704x77",
+    }
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
     assert {c.device for c in checks} == {d["name"] for d in sdcpp.system_info()["devices"]}
 
 
+def test_the_tensor_api_products_take_ggml_metals_matrix_matrix_kernel() -> None:
+    # ggml-metal-ops.cpp: kernel_mul_mm (the tensor API on M5 and later) for k >= 64 and n > 8 rows.
+    assert TENSOR_API_PRODUCTS
+    for m, k, n in TENSOR_API_PRODUCTS.values():
+        assert m % 128 == 64 and k >= 64 and n > 8
+
+
+def test_the_tensor_api_products_are_checked_against_numpy_on_the_cpu() -> None:
+    checks = {c.op: c for c in sdcpp.self_test("cpu")}
+    for op in (*TENSOR_API_PRODUCTS, "attention_77"):
+        assert checks[op].reference == "numpy" and checks[op].passed, checks[op]
+
+
+def test_a_product_missing_its_last_64_columns_fails_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ops.mul_mat
+
+    def blank_tail(a: np.ndarray, b: np.ndarray, **kwargs: str) -> np.ndarray:
+        out = real(a, b, **kwargs)
+        out[:, -64:] = 0  # what a tile store that lands past the output leaves behind
+        return out
+
+    monkeypatch.setattr(ops, "mul_mat", blank_tail)
+    checks = {c.op: c for c in sdcpp.self_test("cpu")}
+    assert not any(checks[op].passed for op in TENSOR_API_PRODUCTS)
+
+
+def test_mul_mat_with_float16_weights() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((320, 96)).astype(np.float32)
+    b = rng.standard_normal((20, 96)).astype(np.float32)
+    got = ops.mul_mat(a, b, a_dtype="float16", device=DEVICE)
+    half = b.astype(np.float16).astype(np.float64) @ a.astype(np.float16).astype(np.float64).T
+    assert got.shape == (20, 320)
+    assert np.max(np.abs(got - half)) / np.max(np.abs(half)) < (1e-4 if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE)
+    # float16 storage is what the comparison above sees: float32 weights give another result.
+    assert np.max(np.abs(got - ops.mul_mat(a, b, device="cpu"))) > 1e-3
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^a_dtype: must be 'float32' or 'float16'"):
+        ops.mul_mat(a, b, a_dtype="bfloat16")
+
+
 def test_doctor_command_prints_devices_and_checks() -> None:
     out = subprocess.run([sys.executable, "-m", "sdcpp", "doctor"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "CPU" in out.stdout and "timestep_embedding" in out.stdout
+    assert "CPU" in out.stdout and "timestep_embedding" in out.stdout and "mul_mat_f16 320x64" in out.stdout
+    if sys.platform != "darwin":
+        assert "Metal tensor API: not applicable (not macOS)" in out.stdout
     assert out.stdout.strip().endswith("0 failed")
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from typing import Any
+
+import pytest
 
 import sdcpp
+from sdcpp import _metal
 from sdcpp.devices import probe_device, resolve_device
 
 
@@ -29,3 +37,85 @@ def test_device_names_resolve_to_ggml_devices() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sdcpp.DeviceFallbackWarning)  # for a GPU that fails the probe
         assert resolve_device("auto") == (working[0] if working else "CPU")
+
+
+def test_devices_say_whether_they_use_the_metal_tensor_api() -> None:
+    info = sdcpp.system_info()
+    for d in info["devices"]:
+        assert d["tensor_api"] is None if d["backend"] != "MTL" else isinstance(d["tensor_api"], bool)
+    if sys.platform != "darwin":
+        assert info["metal_tensor_api"] == "not applicable (not macOS)"
+
+
+@pytest.mark.parametrize(
+    ("platform", "environ", "expected"),
+    [
+        ("darwin", {}, {_metal.GGML_DISABLE: "1"}),
+        ("darwin", {_metal.OPT_IN: "0"}, {_metal.GGML_DISABLE: "1"}),
+        ("darwin", {_metal.OPT_IN: "1"}, {}),
+        # The user's own switches stand, whatever their value (ggml only asks whether they are set).
+        ("darwin", {_metal.GGML_DISABLE: "0"}, {}),
+        ("darwin", {_metal.GGML_ENABLE: "1"}, {}),
+        ("darwin", {_metal.GGML_DISABLE: "1", _metal.OPT_IN: "1"}, {}),
+        ("linux", {}, {}),
+        ("win32", {}, {}),
+    ],
+)
+def test_the_metal_tensor_api_default(platform: str, environ: dict[str, str], expected: dict[str, str]) -> None:
+    assert _metal.tensor_api_default(platform, environ) == expected
+
+
+def test_an_unreadable_opt_in_keeps_the_tensor_api_off_with_a_warning() -> None:
+    with pytest.warns(RuntimeWarning, match="SDCPP_METAL_TENSOR='yes' is neither '1'"):
+        assert _metal.tensor_api_default("darwin", {_metal.OPT_IN: "yes"}) == {_metal.GGML_DISABLE: "1"}
+
+
+# Run in a fresh interpreter posing as macOS: records GGML_METAL_TENSOR_DISABLE at the moment
+# sdcpp._core is about to be loaded (before any engine or ggml code runs), and as the C library
+# sees it after the import, which is what ggml's getenv reads.
+_IMPORT_AS_MAC = """
+import ctypes, importlib.abc, json, os, sys
+seen = {}
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "sdcpp._core":
+            seen["at_core_import"] = os.environ.get("GGML_METAL_TENSOR_DISABLE")
+sys.meta_path.insert(0, Watch())
+sys.platform = "darwin"
+import sdcpp
+getenv = ctypes.CDLL(None).getenv
+getenv.restype = ctypes.c_char_p
+value = getenv(b"GGML_METAL_TENSOR_DISABLE")
+print(json.dumps({
+    "at_core_import": seen.get("at_core_import", "not imported"),
+    "getenv": value.decode() if value is not None else None,
+    "describe": sdcpp.system_info()["metal_tensor_api"],
+}))
+"""
+
+
+def _import_as_mac(**environ: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GGML_METAL_", "SDCPP_METAL_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", _IMPORT_AS_MAC], env={**env, **environ}, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_on_macos_the_tensor_api_is_off_before_the_engine_loads() -> None:
+    seen = _import_as_mac()
+    assert seen["at_core_import"] == "1" and seen["getenv"] == "1"
+    assert seen["describe"].startswith("off: sdcpp set GGML_METAL_TENSOR_DISABLE=1")
+
+
+def test_on_macos_the_users_own_setting_is_kept() -> None:
+    seen = _import_as_mac(GGML_METAL_TENSOR_DISABLE="0")
+    assert seen["at_core_import"] == "0" and seen["getenv"] == "0"
+    assert seen["describe"] == "off: GGML_METAL_TENSOR_DISABLE is set in the environment"
+
+
+def test_on_macos_the_opt_in_leaves_the_tensor_api_to_ggml() -> None:
+    seen = _import_as_mac(SDCPP_METAL_TENSOR="1")
+    assert seen["at_core_import"] is None and seen["getenv"] is None
+    assert "used on Apple M5, M6, A19 and A20 GPUs" in seen["describe"]

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os as _os
 
+from . import _metal
 from ._native import import_core as _import_core
 from ._openmp import apply_defaults as _openmp_defaults
 
 _openmp_defaults(_os.environ)  # before the compiled module loads libgomp, which reads it once
+_metal.apply()  # before ggml can create its Metal device: it reads the tensor-API switch then, once
 _import_core()  # before anything imports sdcpp._core: a CUDA wheel may need its libraries loaded
 
 from .errors import (

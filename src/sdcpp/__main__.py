@@ -42,7 +42,9 @@ def _doctor(device: Optional[str]) -> int:
     info = system_info()
     print(f"sdcpp {info['version']}, ggml {info['engine']['ggml_version']}, backends: {', '.join(info['backends'])}")
     for d in info["devices"]:
-        print(f"  {d['name']:<6} {d['type']:<5} {d['description']} ({d['memory_total'] / 2**30:.1f} GiB)")
+        tensor_api = {True: ", Metal 4 tensor API", False: ", no tensor API", None: ""}[d["tensor_api"]]
+        print(f"  {d['name']:<6} {d['type']:<5} {d['description']} ({d['memory_total'] / 2**30:.1f} GiB{tensor_api})")
+    print(f"Metal tensor API: {info['metal_tensor_api']}")
     checks = self_test(device)
     print(report(checks))
     failed = [c for c in checks if not c.passed]

@@ -118,9 +118,9 @@ def op_group_norm(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], gr
     """
     x (n, c, h, w).
     """
-def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], device: str) -> numpy.typing.NDArray[numpy.float32]:
+def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], a_f16: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
-    b @ a.T for a (m, k) and b (n, k).
+    b @ a.T for a (m, k) and b (n, k); a stored as float16 (the UNet's weights) when a_f16.
     """
 def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], dim: typing.SupportsInt | typing.SupportsIndex, max_period: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     ...

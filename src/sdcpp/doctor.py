@@ -1,8 +1,9 @@
 """``sdcpp doctor`` / :func:`self_test`: is each device's ggml right for Stable Diffusion?
 
 Each device runs the kernels every model needs — arange and timestep_embedding, then a small
-convolution, matrix product, group norm and attention — and is compared with the CPU; the CPU is
-compared with numpy references of the definitions. A Mac user runs this first.
+convolution, matrix product, group norm and attention, and matrix products at the shapes where
+Metal 4's tensor API is reported to go wrong — and is compared with the CPU; the CPU is compared
+with numpy references of the definitions. A Mac user runs this first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ __all__ = ["Check", "self_test", "reference_timestep_embedding", "report"]
 # CPU by 3e-3 absolute on outputs of ~6, 5e-4 relative); a missing or wrong kernel is off by O(1).
 TOLERANCE = {"CPU": 1e-4}
 GPU_TOLERANCE = 1e-2
+
+# Matrix products (m output columns, shared dimension k, n rows) at the shapes where Metal 4's
+# tensor API, ggml's matrix-matrix kernel on Apple M5, M6, A19 and A20 GPUs, is reported to write
+# past its output: m = 64 modulo 128, like SD's 320-channel layers, with float16 weights and
+# float32 activations as in the UNet. ggml-metal-ops.cpp takes that kernel (kernel_mul_mm) only
+# when k >= 64 and n > 8 (fewer rows take the matrix-vector kernels), hence these sizes; one fills
+# whole 64x32 output tiles (the direct tile store), the other ends in a partial tile.
+TENSOR_API_PRODUCTS = {
+    "mul_mat_f16 320x64": (320, 320, 64),
+    "mul_mat_f16 704x77": (704, 96, 77),
+}
 
 
 @dataclasses.dataclass
@@ -62,7 +74,12 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
     )
     s = q @ k.T / 4
     p = np.exp(s - s.max(1, keepdims=True))
-    return {
+    # Cross-attention over a 77-token context with SDXL's head size: both of its products take
+    # kernel_mul_mm on Metal, the second with k = 77 (not a multiple of 32) and 64 output columns.
+    q77, k77, v77 = (rng.standard_normal((n, 64)).astype(np.float32) for n in (64, 77, 77))
+    s77 = q77.astype(np.float64) @ k77.T / 8
+    p77 = np.exp(s77 - s77.max(1, keepdims=True))
+    cases = {
         "arange": (lambda d: ops.arange(-3, 5, 0.5, device=d), np.arange(-3, 5, 0.5)),
         "timestep_embedding": (
             lambda d: ops.timestep_embedding(t, 321, device=d), reference_timestep_embedding(t, 321)
@@ -71,7 +88,20 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
         "mul_mat": (lambda d: ops.mul_mat(a, b, device=d), b.astype(np.float64) @ a.T),
         "group_norm": (lambda d: ops.group_norm(x, 2, 1e-6, device=d), norm),
         "attention": (lambda d: ops.attention(q, k, v, device=d), (p / p.sum(1, keepdims=True)) @ v),
+        "attention_77": (lambda d: ops.attention(q77, k77, v77, device=d), (p77 / p77.sum(1, keepdims=True)) @ v77),
     }
+    for op, shape in TENSOR_API_PRODUCTS.items():
+        cases[op] = _f16_product(rng, *shape)
+    return cases
+
+
+def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
+    """A float16 weight (m, k) times float32 activations (n, k); the reference rounds both to float16
+    as ggml does, then sums in float64."""
+    weight = (rng.standard_normal((m, k)) / math.sqrt(k)).astype(np.float32)
+    x = rng.standard_normal((n, k)).astype(np.float32)
+    reference = x.astype(np.float16).astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
+    return (lambda d: ops.mul_mat(weight, x, a_dtype="float16", device=d)), reference
 
 
 def _error(got: np.ndarray, want: np.ndarray) -> float:

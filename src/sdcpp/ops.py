@@ -59,9 +59,16 @@ def timestep_embedding(
     return _core.op_timestep_embedding(t, dim, max_period, resolve_device(device))
 
 
-def mul_mat(a: np.ndarray, b: np.ndarray, *, device: str = "auto") -> np.ndarray:
-    """ggml's matrix product: ``b @ a.T`` for ``a`` of shape (m, k) and ``b`` of shape (n, k)."""
-    return _core.op_mul_mat(a, b, resolve_device(device))
+def mul_mat(a: np.ndarray, b: np.ndarray, *, a_dtype: str = "float32", device: str = "auto") -> np.ndarray:
+    """ggml's matrix product: ``b @ a.T`` for ``a`` of shape (m, k) and ``b`` of shape (n, k).
+
+    ``a_dtype="float16"`` stores ``a`` as float16, as the UNet's weights are: ggml then rounds
+    ``b`` to float16 too on the CPU (and Metal), and sums in float32. Raises
+    :class:`sdcpp.GenerationError` when the device writes past the end of the result.
+    """
+    if a_dtype not in ("float32", "float16"):
+        raise InvalidArgumentError(f"a_dtype: must be 'float32' or 'float16', not {a_dtype!r}")
+    return _core.op_mul_mat(a, b, a_dtype == "float16", resolve_device(device))
 
 
 def conv_2d(x: np.ndarray, weight: np.ndarray, stride: int = 1, padding: int = 0, *, device: str = "auto") -> np.ndarray:

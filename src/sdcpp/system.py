@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core
+from . import _core, _metal
 
 __all__ = ["system_info"]
 
@@ -15,7 +15,11 @@ def system_info() -> dict[str, Any]:
     Keys: ``version`` (sdcpp), ``engine`` (``version``, ``commit``, ``source``, ``ggml_version``,
     ``ggml_commit``), ``backends`` (compiled ggml backends, e.g. ``["CPU"]`` or
     ``["CUDA", "CPU"]``), ``devices`` (one dict per device: ``name``, ``description``, ``type``,
-    ``backend``, ``memory_free``, ``memory_total``), ``cpu_features`` (instruction sets, e.g.
-    ``{"AVX2": "1"}``) and ``physical_cores``.
+    ``backend``, ``memory_free``, ``memory_total``, and ``tensor_api``: whether a Metal device runs
+    matrix products through Metal 4's tensor API, ``None`` for other devices), ``cpu_features``
+    (instruction sets, e.g. ``{"AVX2": "1"}``), ``physical_cores`` and ``metal_tensor_api`` (who
+    decided about the tensor API, in words; "not applicable (not macOS)" elsewhere).
     """
-    return _core.system_info()
+    info = _core.system_info()
+    info["metal_tensor_api"] = _metal.describe()
+    return info
