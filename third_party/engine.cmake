@@ -1,11 +1,12 @@
 # Fills third_party/stable-diffusion.cpp with the pinned engine source, once.
 #
 # The source is the stable-diffusion.cpp (with ggml) that the stable-diffusion-cpp-python sdist
-# carries under vendor/ (which upstream commit that is: docs/engine-patches.md). It is fetched with pip by package name, checked against a
-# pinned sha256, unpacked (that folder only) and patched with third_party/patches/*.patch, a stacked
-# series that applies in order with no offset or fuzz (tests/test_engine_source.py). A stamp records
-# the archive hash and the patch hashes, so editing a patch re-unpacks a clean tree (and rebuilds the
-# engine). A tree whose stamp matches (the source distribution's) needs neither pip nor patch.
+# carries under vendor/: upstream master of April-May 2026 (docs/engine-patches.md says how far that
+# is known). It is fetched with pip by package name, checked against a pinned sha256, unpacked (that
+# folder only) and patched with third_party/patches/*.patch, a stacked series that applies in order
+# with no offset or fuzz (tests/test_engine_source.py). A stamp records the archive hash and the
+# patch hashes, so editing a patch re-unpacks a clean tree (and rebuilds the engine). A tree whose
+# stamp matches (the source distribution's) needs neither pip nor patch.
 
 set(SDCPP_ENGINE_PACKAGE "stable-diffusion-cpp-python==0.4.7")
 set(SDCPP_ENGINE_SHA256 "998d1957260dd5ae4e18a8acc0c14b0a8757aaa9f96515197b6d5bbf46df9282")
