@@ -7,7 +7,7 @@ on the same random-weight model and settings, each in its own process, one after
 Writes benchmarks/results/<name>.json, .md (a table, ratios to diffusers measured in the same run)
 and .svg (seconds per image). Contenders that are not installed are reported as skipped: the peer
 is `pip install stable-diffusion-cpp-python==0.4.7`, the CLI is built with
-`CMAKE_ARGS="-DSDCPP_BUILD_CLI=ON"` (see the README's Benchmarks section).
+`CMAKE_ARGS="-DSDCPP_BUILD_CLI=ON"` (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ void check_cpu() {
         throw py::import_error(
             "sdcpp: this build needs a CPU with " + all +
             " (it was built portable, GGML_NATIVE=OFF); this CPU lacks " + missing +
-            ". Build sdcpp for this CPU instead: pip install sdcpp --no-binary sdcpp");
+            ". Build sdcpp from its source for this CPU instead: in a checkout, python -m pip install . "
+            "(a build from source tunes for the building CPU, GGML_NATIVE=ON)");
     }
 #endif
 }

@@ -32,7 +32,7 @@ def measured(pytestconfig: pytest.Config) -> dict[str, str]:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     lines = config.stash.get(_MEASURED, {})
     if lines:
-        terminalreporter.write_sep("-", 'sdcpp against diffusers (README "Correctness")')
+        terminalreporter.write_sep("-", 'sdcpp against diffusers (docs/correctness.md)')
         for stage, text in lines.items():
             terminalreporter.write_line(f"{stage}: {text}")
 

@@ -2,7 +2,7 @@
 
 Both sides load the float32 random-weight SD 1.5 diffusers folder and run on the CPU. Each stage
 reports the relative error ||sdcpp - diffusers|| / ||diffusers|| against a bound (in its assertion
-message, and in the "sdcpp against diffusers" table at the end of the test report); README "Correctness" lists the bounds, the measured
+message, and in the "sdcpp against diffusers" table at the end of the test report); docs/correctness.md lists the bounds, the measured
 errors and why each bound is what it is. Every bound is also checked to be tight: the nearest wrong
 input (another seed, the other clip_skip, a timestep one step off) must miss it by far.
 """
@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from .reference import BOS, EOS, Reference, bpe_ids, chunked  # noqa: E402
 
-# Bounds, each about 4x the error measured on the CI machine (README "Correctness").
+# Bounds, each about 4x the error measured on the CI machine (docs/correctness.md).
 TEXT_ENCODER_BOUND = 1e-3
 UNET_BOUND = 5e-3
 VAE_BOUND = 2e-3

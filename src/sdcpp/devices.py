@@ -71,8 +71,8 @@ def resolve_device(device: str) -> str:
     available = ", ".join(f"'{d['name']}' ({d['description']})" for d in found) or "none"
     raise DeviceError(
         f"device {device!r} is not available in this build; devices found: {available}. "
-        "Use device='auto' or 'cpu', or rebuild with the backend you need "
-        "(CMAKE_ARGS=\"-DSD_CUDA=ON\" pip install sdcpp --no-binary sdcpp)."
+        "Use device='auto' or 'cpu', or build sdcpp from its source with the backend you need: in a "
+        "checkout, CMAKE_ARGS=\"-DSD_CUDA=ON\" python -m pip install . (Metal is on by default on macOS)."
     )
 
 

@@ -1,0 +1,107 @@
+"""What the README, docs/ and the error messages tell a user to run exists.
+
+sdcpp is not on the package index: every ``pip install`` of sdcpp must name a checkout (a path), never
+the bare package name or the CUDA wheels' name, and every relative link must lead to a file (and a
+heading, where it names one).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import sdcpp
+from sdcpp.devices import resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+SOURCES = [*sorted((ROOT / "cpp").glob("*.cpp")), *sorted((ROOT / "src" / "sdcpp").glob("*.py"))]
+OUR_NAMES = {"sdcpp", "sdcpp-cu13"}
+OPTIONS_WITH_A_VALUE = {"-d", "--dest", "-r", "--requirement", "-f", "--find-links", "-c", "--constraint", "--no-binary", "--only-binary"}
+
+needs_checkout = pytest.mark.skipif(not README.exists(), reason="needs the source checkout")
+
+
+def pip_installs(text: str) -> list[list[str]]:
+    """The arguments of every ``pip install`` in a text, each command cut at a shell operator or the end
+    of its line or inline code span."""
+    commands = []
+    for match in re.finditer(r"pip install ([^`\n]*)", text):
+        args = re.split(r"&&|\|\||;|#", match.group(1))[0].split()
+        commands.append([a.strip("\"'") for a in args])
+    return commands
+
+
+def packages_named(args: list[str]) -> list[str]:
+    """The requirement names among pip's arguments: not options or their values, not paths."""
+    names, skip = [], False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in OPTIONS_WITH_A_VALUE
+            continue
+        if arg.startswith((".", "/", "~")) or "/" in arg or arg.endswith((".tar.gz", ".whl", ".zip")):
+            continue  # a checkout, a source distribution or a wheel file
+        names.append(re.split(r"[\[<>=!~;@ ]", arg, maxsplit=1)[0].lower().replace("_", "-"))
+    return names
+
+
+def test_the_parser_sees_the_commands_that_misled_users() -> None:
+    old = "pip install sdcpp\n`pip install sdcpp-cu13`\nCMAKE_ARGS=x pip install sdcpp --no-binary sdcpp  # CPU"
+    assert [packages_named(c) for c in pip_installs(old)] == [["sdcpp"], ["sdcpp-cu13"], ["sdcpp"]]
+    fine = 'python -m pip install ".[test,parity]" && x\npip install --no-index --find-links wheelhouse dist/sdcpp-0.1.0.tar.gz'
+    assert [packages_named(c) for c in pip_installs(fine)] == [[], []]
+
+
+@needs_checkout
+@pytest.mark.parametrize("page", PAGES + SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_install_of_a_package_that_is_not_published(page: Path) -> None:
+    for args in pip_installs(page.read_text()):
+        assert not OUR_NAMES & set(packages_named(args)), f"{page.name}: pip install {' '.join(args)}"
+
+
+@needs_checkout
+def test_the_readme_installs_from_a_checkout_and_names_no_cuda_wheel() -> None:
+    text = README.read_text()
+    install = text[text.index("## Install") : text.index("\n## ", text.index("## Install") + 1)]
+    assert "python -m pip install ." in install
+    assert 'CMAKE_ARGS="-DSD_CUDA=ON" python -m pip install .' in install
+    assert "sdcpp-cu13" not in text
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    return {slug(h) for h in re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE)}
+
+
+@needs_checkout
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(page: Path) -> None:
+    links = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+    relative = [link for link in links if not re.match(r"[a-z]+:", link)]
+    for link in relative:
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{page.name}: {link} leads nowhere"
+        if anchor:
+            assert anchor in anchors(target), f"{page.name}: {link} names no heading of {target.name}"
+
+
+@needs_checkout
+def test_the_readme_links_every_page_of_docs() -> None:
+    linked = {(ROOT / p).resolve() for p in re.findall(r"\]\((docs/[^)#\s]+)", README.read_text())}
+    assert linked == {p.resolve() for p in PAGES[1:]}
+
+
+def test_an_unknown_device_says_how_to_build_the_backend() -> None:
+    with pytest.raises(sdcpp.DeviceError) as e:
+        resolve_device("npu")
+    message = str(e.value)
+    assert 'CMAKE_ARGS="-DSD_CUDA=ON" python -m pip install .' in message
+    assert not OUR_NAMES & {n for args in pip_installs(message) for n in packages_named(args)}
