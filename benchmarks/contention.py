@@ -1,11 +1,11 @@
-"""Seconds per sampling step on the CPU, idle and with another process busy on one core, for
+"""Seconds per sampling step on the CPU, as it is and with another process busy on one core, for
 libgomp's default barrier spinning and for sdcpp's shorter default (src/sdcpp/_openmp.py).
 
     python benchmarks/contention.py [--size 128] [--steps 6]
 
 Each case runs in its own process on the random-weight SD1.5 model (built once into
 SDCPP_TEST_MODELS or a temporary folder); the busy process is a Python loop. Writes
-benchmarks/results/contention-<cpu-count>cpu.json and .md, ratios to the idle sdcpp default.
+benchmarks/results/contention-<cpu-count>cpu.json and .md, ratios to sdcpp's default with no load added.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ def main() -> None:
     model = models.build_once(folder / "sd15.safetensors", models.write_sd15_single_file)
 
     rows = []
-    for load in ("idle", "one busy process"):
+    load_before = os.getloadavg()[0]
+    for load in ("none added", "one busy process"):
         hog = None
-        if load != "idle":
+        if load != "none added":
             hog = multiprocessing.Process(target=busy, daemon=True)
             hog.start()
         try:
@@ -83,10 +84,11 @@ def main() -> None:
                 hog.terminate()
                 hog.join()
 
-    base = next(r["s_per_step"] for r in rows if r["load"] == "idle" and r["setting"] == "sdcpp default")
+    base = next(r["s_per_step"] for r in rows if r["load"] == "none added" and r["setting"] == "sdcpp default")
     lines = [f"# Barrier spinning on a busy CPU ({machine()}, {os.cpu_count()} CPUs, SD1.5 "
-             f"{args.size}x{args.size}, median s/step of steps 2-{args.steps})", "",
-             "| load | setting | GOMP_SPINCOUNT | s/step | vs idle sdcpp default |", "|---|---|---:|---:|---:|"]
+             f"{args.size}x{args.size}, median s/step of steps 2-{args.steps}; load average "
+             f"{load_before:.1f} before the runs)", "",
+             "| load added | setting | GOMP_SPINCOUNT | s/step | vs sdcpp default, none added |", "|---|---|---:|---:|---:|"]
     for r in rows:
         s = r["s_per_step"]
         cell, ratio = (f"{s:.2f}", f"{s / base:.1f}x") if s is not None else (f"> {args.timeout:.0f} s in all", "-")
