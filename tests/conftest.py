@@ -7,8 +7,11 @@ tests/models.py, or for SDXL tests/models_sdxl.py, changes).
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import os
+import time
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +24,31 @@ from . import models, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
+_FOOTPRINT = pytest.StashKey[list]()
+
+
+def _rss_mib() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
+@pytest.fixture(scope="module", autouse=True)
+def footprint(request: pytest.FixtureRequest):
+    """After each test file, hand freed memory back to the OS and note what the test process holds.
+
+    Tests that start a child interpreter (Ctrl-C, the server, the command line) share the machine with
+    this process: what the files before them keep alive is listed at the end of the run.
+    """
+    start = time.monotonic()
+    yield
+    gc.collect()
+    if os.path.exists("/proc/self/statm"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages otherwise
+        except OSError:
+            pass
+        request.config.stash.setdefault(_FOOTPRINT, []).append(
+            (request.node.nodeid, time.monotonic() - start, _rss_mib()))
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +58,11 @@ def measured(pytestconfig: pytest.Config) -> dict[str, str]:
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    rows = config.stash.get(_FOOTPRINT, [])
+    if rows:
+        terminalreporter.write_sep("-", "test files: seconds, and the test process's memory after each")
+        for name, seconds, rss in rows:
+            terminalreporter.write_line(f"{name:<40} {seconds:7.1f} s {rss:7d} MiB")
     lines = config.stash.get(_MEASURED, {})
     if lines:
         terminalreporter.write_sep("-", 'sdcpp against diffusers (docs/correctness.md)')
