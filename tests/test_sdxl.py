@@ -207,3 +207,22 @@ def test_diffusers_text_encoder_2_matches_open_clip_on_the_single_file(sdxl_file
         errors[name] = float((got - want).norm() / want.norm())
     assert errors["hidden states"] < 1e-4 and errors["pooled"] < 1e-4, errors
     assert errors["pooled, projection transposed"] > 0.5, errors
+
+
+# --- the engine runs the folder -----------------------------------------------------------------------
+
+
+def _one_step_image(model: Path) -> tuple[str, np.ndarray]:
+    with sdcpp.Generator(model, device="cpu") as gen:
+        image = gen.generate("a lighthouse at dusk", width=64, height=64, steps=1, seed=1)[0]
+        return gen.family, np.asarray(image)
+
+
+def test_engine_runs_the_diffusers_folder_as_the_single_file(sdxl_file: Path, sdxl_folder: Path) -> None:
+    """third_party/patches/0018: the folder's second text encoder (loaded as "te.1.") was renamed as if it
+    were the first, so the folder was detected as SD 1.x and refused."""
+    family, from_folder = _one_step_image(sdxl_folder)  # one model in memory at a time: 7 GB each
+    assert family == "SDXL"
+    _, from_file = _one_step_image(sdxl_file)
+    assert from_file.std() > 1
+    np.testing.assert_array_equal(from_folder, from_file)
