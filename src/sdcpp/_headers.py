@@ -51,8 +51,8 @@ def read_header(path: Path, argument: str = "path") -> Header:
     """The tensors of one weights file, validated first as the Generator validates it."""
     try:
         with path.open("rb") as f:
-            head = f.read(8)
-        if head[:1] == b"\x80" and not zipfile.is_zipfile(path):  # a pickle: torch.save's legacy format
+            head = f.read(len(_TORCH_LEGACY_START))
+        if head == _TORCH_LEGACY_START:
             return _read_legacy_torch(path)
         check_model_file(path, argument)
         if head[:4] == b"GGUF":
@@ -275,15 +275,16 @@ def _read_torch_zip(path: Path) -> Header:
 
 
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# torch.save's legacy format opens with its magic number pickled (protocol 2): no safetensors header length
+# or GGUF file starts so.
+_TORCH_LEGACY_START = pickle.dumps(_TORCH_LEGACY_MAGIC, protocol=2)[:-1]
 
 
 def _read_legacy_torch(path: Path) -> Header:
     """A pre-1.6 torch.save file: pickles of magic number, protocol, system info, then the object
     (the tensors' data follows, unread)."""
     with path.open("rb") as f:
-        if _unpickle(f) != _TORCH_LEGACY_MAGIC:
-            raise ModelLoadError("it is a pickle but not a torch checkpoint (no torch magic number)")
-        _unpickle(f), _unpickle(f)
+        _unpickle(f), _unpickle(f), _unpickle(f)  # magic number, protocol version, system info
         obj = _unpickle(f)
     return Header("legacy torch pickle", _state_tensors(obj), {})
 

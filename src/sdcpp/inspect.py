@@ -169,5 +169,13 @@ def _load(file: Path, prefix: str, argument: str, raw: dict[str, tuple[int, ...]
         if drops_unused and _detect.is_unused(t.name):
             continue
         name = t.name if t.name.startswith(prefix) else prefix + t.name
-        raw[name] = tuple(reversed(t.shape))
+        raw[name] = _engine_ne(t.shape)
     return header
+
+
+def _engine_ne(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """ggml's ne (innermost first) as the engine's reader makes it: a 5-d tensor (a video model's
+    Conv3d) has its two outermost sizes merged (model_io/safetensors_io.cpp)."""
+    if len(shape) == 5:
+        shape = (shape[0] * shape[1], *shape[2:])
+    return tuple(reversed(shape))
