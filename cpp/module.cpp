@@ -13,4 +13,6 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_ops(m);
     sdcpp::register_probe(m);
     sdcpp::register_profile(m);
+    sdcpp::register_convert(m);
+    sdcpp::register_detect(m);
 }

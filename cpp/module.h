@@ -19,5 +19,7 @@ void register_context(py::module_& m);
 void register_ops(py::module_& m);
 void register_probe(py::module_& m);
 void register_profile(py::module_& m);
+void register_convert(py::module_& m);
+void register_detect(py::module_& m);
 
 }  // namespace sdcpp

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ggml-cpu.h"
 #include "ggml.h"
 #include "module.h"
 #include "stable-diffusion.h"
@@ -42,9 +43,11 @@ void register_names(py::module_& m) {
         std::vector<std::string> out;
         for (const std::string& name : names<sd_type_t>(SD_TYPE_COUNT, sd_type_name, str_to_sd_type)) {
             auto type = static_cast<ggml_type>(str_to_sd_type(name.c_str()));
-            // Weights are floats or quantized blocks; removed slots have no block size.
+            // Weights are floats or quantized blocks; removed slots have no block size. q8_1 and q8_K
+            // are only the CPU's formats for activations: nothing multiplies them as weights (no
+            // vec_dot), and ggml_quantize_chunk aborts the process when asked for them.
             bool weight = type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16 ||
-                          ggml_is_quantized(type);
+                          (ggml_is_quantized(type) && ggml_get_type_traits_cpu(type)->vec_dot != nullptr);
             if (weight && ggml_blck_size(type) > 0) {
                 out.push_back(name);
             }

@@ -29,6 +29,8 @@ from .errors import (
 )
 from .devices import DeviceFallbackWarning
 from .generator import Generator, Tokens
+from .inspect import ModelInfo, inspect
+from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
 from ._core import __version__
@@ -40,10 +42,12 @@ __all__ = [
     "Cancelled",
     "DeviceError",
     "DeviceFallbackWarning",
+    "FileExistsSdcppError",
     "GeneratedImage",
     "GenerationError",
     "Generator",
     "InvalidArgumentError",
+    "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",
     "OpProfile",
@@ -53,6 +57,8 @@ __all__ = [
     "UnsupportedOperation",
     "Tokens",
     "__version__",
+    "convert",
+    "inspect",
     "profile_ops",
     "self_test",
     "system_info",

@@ -1,4 +1,5 @@
-"""Command line: ``sdcpp info``, ``sdcpp doctor`` and ``sdcpp generate MODEL PROMPT``."""
+"""Command line: ``sdcpp info``, ``sdcpp doctor``, ``sdcpp generate MODEL PROMPT``, ``sdcpp inspect PATH``
+and ``sdcpp convert SRC DST``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Optional, Sequence
 
 from . import Generator, SdcppError, self_test, system_info
 from .doctor import report
+from .tools_cli import add_tool_commands
 from .names import samplers, schedulers
 
 
@@ -74,6 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     g.add_argument("--batch", type=int, default=1)
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int)
+    add_tool_commands(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
@@ -82,6 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "doctor":
             return _doctor(args.device)
+        if hasattr(args, "run"):
+            return args.run(args)
         return _generate(args)
     except SdcppError as e:
         print(f"sdcpp: error: {e}", file=sys.stderr)

@@ -2,10 +2,11 @@
 Private binding of stable-diffusion.cpp; use the `sdcpp` package instead.
 """
 from __future__ import annotations
+import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -101,6 +102,22 @@ class ImageBatch:
 def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
+    """
+def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
+    """
+    Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
+    dst ends in .safetensors. weight_type is a ggml type name; rules are the engine's "regex=type,..."
+    per-tensor overrides. progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
+    
+    Raises sdcpp.ModelLoadError when the engine fails, with its log.
+    """
+def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
+    """
+    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
+    """
+def ggml_types() -> list[tuple[int, str, int, int]]:
+    """
+    ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
     """
 def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """

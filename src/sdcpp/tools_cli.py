@@ -1,0 +1,44 @@
+"""The ``inspect`` and ``convert`` subcommands of the command line (``python -m sdcpp``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .convert import convert
+from .inspect import inspect
+
+__all__ = ["add_tool_commands"]
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    parts = {k: getattr(args, k) for k in ("diffusion_model", "vae", "clip_l", "clip_g", "t5xxl", "llm")}
+    print(json.dumps(inspect(args.path, **parts).to_dict(), indent=2, default=str))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    def progress(done: int, total: int, seconds: float) -> None:
+        print(f"\r{done}/{total} tensors", end="", file=sys.stderr, flush=True)
+
+    out = convert(args.src, args.dst, args.type, args.rules, overwrite=args.overwrite, progress=progress, vae=args.vae)
+    print(file=sys.stderr)
+    print(out)
+    return 0
+
+
+def add_tool_commands(sub: argparse._SubParsersAction) -> None:
+    i = sub.add_parser("inspect", help="describe a model from its headers (family, components, types) as JSON")
+    i.add_argument("path", nargs="?", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
+    for part in ("diffusion_model", "vae", "clip_l", "clip_g", "t5xxl", "llm"):
+        i.add_argument(f"--{part.replace('_', '-')}", dest=part, help=f"separate {part} file")
+    i.set_defaults(run=_inspect)
+    c = sub.add_parser("convert", help="write a model as GGUF in another weight type")
+    c.add_argument("src", help="model file or diffusers folder")
+    c.add_argument("dst", help="output file (.gguf)")
+    c.add_argument("--type", default="q8_0", help="weight type (default q8_0): f16, q8_0, q5_K, q4_K, ...")
+    c.add_argument("--rules", help="per-tensor types, 'regex=type,...' (first match wins)")
+    c.add_argument("--vae", help="a separate VAE to include")
+    c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    c.set_defaults(run=_convert)

@@ -1,0 +1,123 @@
+"""sdcpp.convert: GGUF in every weight type the engine offers; f16 -> q8_0 -> load -> generate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sdcpp
+from sdcpp import _core
+from sdcpp._headers import read_header
+
+from .models import write_safetensors
+
+# Rows of 256 fit every block size (32 and 256).
+SMALL = {
+    "model.diffusion_model.input_blocks.1.1.proj_in.weight": np.linspace(-1, 1, 64 * 256, dtype=np.float32).reshape(64, 256),
+    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight": np.full((64, 256), 0.5, np.float16),
+    "model.diffusion_model.input_blocks.1.1.proj_in.bias": np.zeros(64, np.float32),
+}
+PROJ, ATTN = list(SMALL)[:2]
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    write_safetensors(tmp_path / "small.safetensors", SMALL)
+    return tmp_path / "small.safetensors"
+
+
+def _types(path: Path) -> dict[str, str]:
+    return {t.name: t.dtype for t in read_header(path).tensors}
+
+
+@pytest.mark.parametrize("weight_type", _core.weight_types())
+def test_every_weight_type(small: Path, weight_type: str) -> None:
+    out = sdcpp.convert(small, small.with_name(f"{weight_type}.gguf"), weight_type)
+    assert _types(out) == {PROJ: weight_type, ATTN: weight_type, list(SMALL)[2]: "f32"}
+
+
+@pytest.mark.parametrize("rules", ["attn=q4_0,proj=q5_K", {"attn": "q4_0", "proj": "q5_K"}], ids=["string", "dict"])
+def test_rules_override_per_tensor(small: Path, rules) -> None:
+    out = sdcpp.convert(small, small.with_name("mixed.gguf"), "q8_0", rules)
+    assert _types(out) == {PROJ: "q5_K", ATTN: "q4_0", list(SMALL)[2]: "f32"}
+
+
+def test_progress_reaches_every_tensor(small: Path) -> None:
+    calls = []
+    sdcpp.convert(small, small.with_name("p.gguf"), progress=lambda done, total, s: calls.append((done, total)))
+    assert calls and calls[-1] == (3, 3)
+
+
+def test_refuses_to_overwrite_unless_asked(small: Path) -> None:
+    out = small.with_name("o.gguf")
+    out.write_bytes(b"keep")
+    with pytest.raises(FileExistsError, match="overwrite=True") as e:
+        sdcpp.convert(small, out)
+    assert isinstance(e.value, sdcpp.SdcppError)
+    assert out.read_bytes() == b"keep"
+    sdcpp.convert(small, out, overwrite=True)
+    assert _types(out)[PROJ] == "q8_0"
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        ({"weight_type": "q8_1"}, r"weight_type: unknown weight type 'q8_1'; one of f32, f16, q4_0"),
+        ({"weight_type": "int4"}, "q8_0"),
+        ({"rules": "attn=q3"}, r"rules\['attn'\]: unknown weight type 'q3'"),
+        ({"rules": "attn"}, "not 'regex=type"),
+        ({"rules": {"a,b": "q8_0"}}, "cannot contain"),
+        ({"rules": "(attn=q8_0"}, "not a regular expression"),
+    ],
+)
+def test_bad_arguments_name_the_valid_ones(small: Path, kwargs: dict, problem: str) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match=problem):
+        sdcpp.convert(small, small.with_name("x.gguf"), **kwargs)
+    assert not small.with_name("x.gguf").exists()
+
+
+def test_engine_failure_leaves_no_file(small: Path) -> None:
+    out = small.with_name("q.safetensors")  # the engine writes only float types as safetensors
+    with pytest.raises(sdcpp.ModelLoadError, match="could not convert"):
+        sdcpp.convert(small, out, "q8_0")
+    assert list(small.parent.iterdir()) == [small]
+
+
+def test_command_line(small: Path) -> None:
+    cmd = [sys.executable, "-m", "sdcpp", "convert", str(small), str(small.with_name("c.gguf")), "--type", "q4_K"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _types(small.with_name("c.gguf"))[PROJ] == "q4_K"
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "overwrite=True" in again.stderr
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+# q8_0 against f16 on the random-weight SD1.5, 64x64, 2 steps: measured 38.3 dB (docs/inspect-convert.md).
+Q8_PSNR_DB = 30
+
+
+def test_q8_0_gguf_loads_and_draws_the_f16_image(generator: sdcpp.Generator, sd15_file: Path, tmp_path: Path) -> None:
+    out = sdcpp.convert(sd15_file, tmp_path / "sd15-q8_0.gguf", "q8_0")
+    info = sdcpp.inspect(out)
+    assert (info.format, info.family, info.missing) == ("gguf", "SD 1.x", [])
+    # 440 of 1131 tensors: 2-d weights; every convolution kernel stays f16 (docs/inspect-convert.md), so the
+    # file is 1.80 GB against 2.13 GB.
+    assert info.dtypes == {"f16": 690, "q8_0": 440}
+    assert info.file_size < 0.85 * sd15_file.stat().st_size
+    settings = dict(width=64, height=64, steps=2, seed=7)
+    reference = np.asarray(generator.generate("a lighthouse at dusk", **settings)[0])
+    with sdcpp.Generator(out, device=generator.device) as gen:
+        assert gen.family == "SD 1.x" and gen.weight_types["diffusion"]["q8_0"] > 200
+        image = np.asarray(gen.generate("a lighthouse at dusk", **settings)[0])
+    assert image.std() > 1
+    assert not np.array_equal(image, reference)  # the weights did change
+    psnr = _psnr(image, reference)
+    assert psnr > Q8_PSNR_DB, f"{psnr:.1f} dB"
