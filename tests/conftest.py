@@ -20,7 +20,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_sdxl
+from . import models, models_extra, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -89,6 +89,36 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _cache_dir(tmp_path_factory, models, models_sdxl)
+
+
+@pytest.fixture(scope="session")
+def extras_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models, models_extra)
+
+
+@pytest.fixture(scope="session")
+def controlnet_file(extras_dir: Path) -> Path:
+    """An SD 1.5 ControlNet (720 MB)."""
+    return models.build_once(extras_dir / "controlnet-sd15.safetensors", models_extra.write_controlnet)
+
+
+@pytest.fixture(scope="session")
+def taesd_file(extras_dir: Path) -> Path:
+    """A TAESD for SD 1.x, as diffusers' AutoencoderTiny saves it (5 MB)."""
+    return models.build_once(extras_dir / "taesd.safetensors", models_extra.write_taesd)
+
+
+@pytest.fixture(scope="session")
+def sd15_components(extras_dir: Path) -> Path:
+    """The weights of sd15_file as separate diffusion_model, vae and clip_l files (2.1 GB)."""
+    return models.build_once(extras_dir / "sd15-components", models_extra.write_sd15_components)
+
+
+@pytest.fixture(scope="session")
+def other_vae(extras_dir: Path) -> Path:
+    """An SD 1.5 VAE file with other weights than sd15_file's (seed 1; 160 MB)."""
+    write = partial(models_extra.write_sd15_components, parts=("vae",), seed=1)
+    return models.build_once(extras_dir / "vae-seed1", write) / "vae.safetensors"
 
 
 @pytest.fixture(scope="session")

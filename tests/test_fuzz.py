@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,8 @@ from sdcpp.files import check_model_file
 
 EXAMPLES = int(os.environ.get("SDCPP_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+pytestmark = pytest.mark.slow
 
 DTYPES = ["F16", "F32", "BF16", "I64", "F64", "U8", "Q4", "", "F8_E4M3"]
 

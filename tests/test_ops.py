@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -63,8 +64,65 @@ def test_arange_arguments_that_would_abort_ggml_are_refused() -> None:
         ops.arange(0, 1, 0)
     with pytest.raises(sdcpp.InvalidArgumentError, match="^stop: must be a finite number"):
         ops.arange(0, math.inf, 1)
-    with pytest.raises(sdcpp.InvalidArgumentError, match="^timesteps: must be a non-empty 1-D"):
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^timesteps: must not be empty"):
         ops.timestep_embedding([], 8)
+
+
+F = np.ones  # a float64 array of a shape, converted to float32 by the op
+HOSTILE = [
+    # (op, arguments, the start of the error message), each refused before ggml sees it. Unchecked,
+    # the mismatched shapes ended the process (GGML_ASSERT), as did stride or groups 0 (a division
+    # by zero) and the huge sizes; the rest gave wrong results or a TypeError without the argument.
+    (ops.mul_mat, (F((3, 4)), F((2, 5))), "b: has 5 columns but a has 4; b @ a.T needs a (m, k) and b (n, k)"),
+    (ops.mul_mat, (F((2, 3, 4)), F((2, 4))), "a: must have 2 dimensions (m, k), not shape (2, 3, 4)"),
+    (ops.mul_mat, (F(4), F(4)), "a: must have 2 dimensions"),
+    (ops.mul_mat, (F((0, 4)), F((2, 4))), "a: must not be empty, not of shape (0, 4)"),
+    (ops.mul_mat, (np.ones((2, 2), complex), F((2, 2))), "a: must be an array of real numbers, not of dtype complex128"),
+    (ops.mul_mat, ([[1, 2], [3]], F((2, 2))), "a: must be an array of real numbers ("),
+    (ops.mul_mat, (np.array([["x"]]), F((1, 1))), "a: must be an array of real numbers, not of dtype <U1"),
+    (ops.mul_mat, (F((2**16, 1)), F((2**16, 1))), "mul_mat: the inputs make a tensor of shape (65536, 65536)"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 2, 3, 3))), "weight: has 2 input channels but x has 3; weight must be (out, 3,"),
+    (ops.conv_2d, (F((3, 8, 8)), F((4, 3, 3, 3))), "x: must have 4 dimensions (n, c, h, w)"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((3, 3, 3))), "weight: must have 4 dimensions (out, c, kh, kw)"),
+    (ops.conv_2d, (F((1, 3, 2, 2)), F((4, 3, 3, 3))), "weight: the 3x3 kernel is larger than x padded to 2x2; use"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 3, 3)), 0), "stride: must be an integer from 1 to 65536, not 0"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 3, 3)), 2**31), "stride: must be an integer from 1 to 65536"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 3, 3)), 1.5), "stride: must be an integer"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 3, 3)), 1, -1), "padding: must be an integer from 0 to 65536, not -1"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 3, 3)), 1, 2**30), "padding: must be an integer from 0 to 65536"),
+    (ops.conv_2d, (F((1, 1, 1, 1)), F((1, 1, 1, 1)), 1, 2**15), "conv_2d: the inputs make a tensor of shape (1, 1, 65537,"),
+    (ops.conv_2d, (F((1, 3, 8, 8)), F((4, 3, 0, 3))), "weight: must not be empty"),
+    (ops.group_norm, (F((1, 6, 4, 4)), 4), "groups: must divide the 6 channels of x, not 4"),
+    (ops.group_norm, (F((1, 6, 4, 4)), 12), "groups: must be an integer from 1 to 6, not 12"),
+    (ops.group_norm, (F((1, 6, 4, 4)), 0), "groups: must be an integer from 1 to 6, not 0"),
+    (ops.group_norm, (F((1, 6, 4, 4)), True), "groups: must be an integer"),
+    (ops.group_norm, (F((6, 4, 4)), 2), "x: must have 4 dimensions (n, c, h, w)"),
+    (ops.group_norm, (F((1, 6, 4, 4)), 2, math.nan), "eps: must be a finite number >= 0, not nan"),
+    (ops.group_norm, (F((1, 6, 4, 4)), 2, -1e-6), "eps: must be a finite number >= 0"),
+    (ops.attention, (F((4, 8)), F((5, 7)), F((5, 8))), "k: has head dimension 7 but q has 8; they must match"),
+    (ops.attention, (F((4, 8)), F((5, 8)), F((6, 8))), "v: has 6 rows but k has 5; each key needs one value"),
+    (ops.attention, (F((2, 4, 8)), F((5, 8)), F((5, 8))), "q: must have 2 dimensions (n, d)"),
+    (ops.attention, (F((4, 8)), F((0, 8)), F((0, 8))), "k: must not be empty"),
+    (ops.arange, (-1e308, 1e308, 1e-300), "step: the range has inf elements, more than 2147483647"),
+    (ops.timestep_embedding, (F(3), 2**31), "dim: must be an integer from 1 to 2147483647"),
+    (ops.timestep_embedding, (F(3), 8, 0), "max_period: must be an integer from 1"),
+    (ops.timestep_embedding, (F(2**16), 2**16), "timestep_embedding: the inputs make a tensor of shape (65536, 65536"),
+]
+
+
+@pytest.mark.parametrize("op, args, message", HOSTILE, ids=[f"{op.__name__}-{i}" for i, (op, *_) in enumerate(HOSTILE)])
+def test_shapes_that_would_abort_ggml_are_refused_naming_the_argument(op, args, message: str) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^" + re.escape(message)):
+        op(*args, device=DEVICE)
+
+
+def test_inputs_of_any_real_dtype_are_taken_as_float32_and_nan_propagates() -> None:
+    a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    np.testing.assert_allclose(ops.mul_mat(a, [[1.0, 0, 0]], device=DEVICE), [[0, 3]])
+    nan = ops.mul_mat(np.array([[np.nan, 1]]), np.ones((2, 2)), device=DEVICE)
+    assert nan.shape == (2, 1) and np.isnan(nan).all()
+    big = ops.mul_mat(np.array([[1e300]]), np.ones((1, 1)), device=DEVICE)  # beyond float32: inf, like a cast
+    assert np.isinf(big).all()
 
 
 def test_self_test_passes_on_every_device() -> None:

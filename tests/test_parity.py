@@ -226,6 +226,7 @@ def test_long_prompt_conditioning_is_its_chunks_encoded(engine, reference) -> No
 # --- 3. UNet ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("timestep", [999.0, 621.5])
 def test_unet_prediction(engine, reference, timestep, measured) -> None:
     rng = np.random.default_rng(1)
@@ -291,6 +292,7 @@ def test_one_step_schedule_starts_at_sigma_max(engine, reference) -> None:
     np.testing.assert_allclose(ours, [reference.sigmas(2)[0], 0], rtol=SIGMAS_BOUND)
 
 
+@pytest.mark.slow
 def test_euler_image_matches_diffusers_pipeline(engine, reference, measured) -> None:
     prompt, settings = "a lighthouse at dusk", dict(steps=4, cfg_scale=7.0, width=SIZE, height=SIZE)
     ours = np.asarray(engine.generate(prompt, sampler="euler", scheduler="discrete", seed=42, **settings)[0])

@@ -19,6 +19,8 @@ import sdcpp
 
 from .reference import BOS, EOS, bpe_ids
 
+pytestmark = pytest.mark.slow  # 7 GB models, written on first use
+
 # Tensors the single file and the diffusers folder must share, exactly: (component, diffusers name,
 # single-file name, how the diffusers tensor is cut from the single file's).
 C = 1280

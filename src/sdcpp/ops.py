@@ -4,6 +4,10 @@ They run through the same ggml build that generates images, so they show whether
 kernels are present and right — ``arange`` and ``timestep_embedding`` above all, whose absence on
 Metal once made every model fail with "unsupported op 'TIMESTEP_EMBEDDING'". A device without a
 kernel raises :class:`sdcpp.UnsupportedOperation` instead of aborting.
+
+ggml aborts the process on a shape it cannot take, so every argument is checked first: a wrong
+one raises :class:`sdcpp.InvalidArgumentError` naming it. A tensor the device has no memory for
+raises :class:`sdcpp.GenerationError`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ __all__ = ["arange", "timestep_embedding", "mul_mat", "conv_2d", "group_norm", "
 ArrayLike = Union[np.ndarray, Sequence[float]]
 
 _MAX_ELEMENTS = 2**31 - 1
+# Bounds on convolution settings: ggml computes 2 * padding in a C int, and no model strides further.
+_MAX_STRIDE = 2**16
 
 
 def arange(start: float, stop: float, step: float = 1.0, *, device: str = "auto") -> np.ndarray:
@@ -31,15 +37,16 @@ def arange(start: float, stop: float, step: float = 1.0, *, device: str = "auto"
     arange(n)`` in the same graph. An empty range returns an empty array.
     """
     for name, value in (("start", start), ("stop", stop), ("step", step)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not _is_number(value) or not math.isfinite(value):
             raise InvalidArgumentError(f"{name}: must be a finite number, not {value!r}")
     if step == 0:
         raise InvalidArgumentError("step: must not be 0")
-    count = math.ceil((stop - start) / step)
+    span = (stop - start) / step  # may overflow to inf, which math.ceil cannot take
+    if span > _MAX_ELEMENTS:
+        raise InvalidArgumentError(f"step: the range has {span:.3g} elements, more than {_MAX_ELEMENTS}")
+    count = math.ceil(span)
     if count <= 0:
         return np.empty(0, np.float32)
-    if count > _MAX_ELEMENTS:
-        raise InvalidArgumentError(f"step: the range has {count} elements, more than {_MAX_ELEMENTS}")
     return _core.op_arange(start, stop, step, resolve_device(device))
 
 
@@ -51,16 +58,15 @@ def timestep_embedding(
     Row ``i`` holds ``cos(t_i * f_j)`` then ``sin(t_i * f_j)`` for ``f_j = exp(-ln(max_period) * j /
     half)``, ``half = dim // 2``, and a zero last column when ``dim`` is odd.
     """
-    t = np.asarray(timesteps, np.float32)
-    if t.ndim != 1 or t.size == 0:
-        raise InvalidArgumentError(f"timesteps: must be a non-empty 1-D sequence, not of shape {t.shape}")
-    if not isinstance(dim, int) or dim < 1 or not isinstance(max_period, int) or max_period < 1:
-        raise InvalidArgumentError(f"dim, max_period: must be positive integers, not {dim!r}, {max_period!r}")
+    t = _array(timesteps, "timesteps", "n")
+    dim = _check_int("dim", dim, 1, _MAX_ELEMENTS)
+    max_period = _check_int("max_period", max_period, 1, _MAX_ELEMENTS)
+    _check_size("timestep_embedding", (len(t), dim))
     return _core.op_timestep_embedding(t, dim, max_period, resolve_device(device))
 
 
-def mul_mat(a: np.ndarray, b: np.ndarray, *, a_dtype: str = "float32", device: str = "auto") -> np.ndarray:
-    """ggml's matrix product: ``b @ a.T`` for ``a`` of shape (m, k) and ``b`` of shape (n, k).
+def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str = "auto") -> np.ndarray:
+    """ggml's matrix product: ``b @ a.T`` of shape (n, m) for ``a`` of shape (m, k) and ``b`` of shape (n, k).
 
     ``a_dtype="float16"`` stores ``a`` as float16, as the UNet's weights are: ggml then rounds
     ``b`` to float16 too on the CPU (and Metal), and sums in float32. Raises
@@ -68,19 +74,106 @@ def mul_mat(a: np.ndarray, b: np.ndarray, *, a_dtype: str = "float32", device: s
     """
     if a_dtype not in ("float32", "float16"):
         raise InvalidArgumentError(f"a_dtype: must be 'float32' or 'float16', not {a_dtype!r}")
+    a, b = _array(a, "a", "m, k"), _array(b, "b", "n, k")
+    if a.shape[1] != b.shape[1]:
+        raise InvalidArgumentError(
+            f"b: has {b.shape[1]} columns but a has {a.shape[1]}; b @ a.T needs a (m, k) and b (n, k)"
+        )
+    _check_size("mul_mat", (b.shape[0], a.shape[0]))
     return _core.op_mul_mat(a, b, a_dtype == "float16", resolve_device(device))
 
 
-def conv_2d(x: np.ndarray, weight: np.ndarray, stride: int = 1, padding: int = 0, *, device: str = "auto") -> np.ndarray:
-    """2-D convolution of ``x`` (n, c, h, w) with ``weight`` (out, c, kh, kw), as the UNet and VAE use it."""
+def conv_2d(
+    x: ArrayLike, weight: ArrayLike, stride: int = 1, padding: int = 0, *, device: str = "auto"
+) -> np.ndarray:
+    """2-D convolution of ``x`` (n, c, h, w) with ``weight`` (out, c, kh, kw), as the UNet and VAE use it.
+
+    ``stride`` (1 to 65536) and ``padding`` (0 to 65536, zeros) apply to both axes; the result is
+    (n, out, (h + 2 padding - kh) // stride + 1, (w + 2 padding - kw) // stride + 1).
+    """
+    x, weight = _array(x, "x", "n, c, h, w"), _array(weight, "weight", "out, c, kh, kw")
+    stride = _check_int("stride", stride, 1, _MAX_STRIDE)
+    padding = _check_int("padding", padding, 0, _MAX_STRIDE)
+    n, c, h, w = x.shape
+    out, wc, kh, kw = weight.shape
+    if wc != c:
+        raise InvalidArgumentError(f"weight: has {wc} input channels but x has {c}; weight must be (out, {c}, kh, kw)")
+    if kh > h + 2 * padding or kw > w + 2 * padding:
+        raise InvalidArgumentError(
+            f"weight: the {kh}x{kw} kernel is larger than x padded to {h + 2 * padding}x{w + 2 * padding}; "
+            "use a smaller kernel or more padding"
+        )
+    oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
+    _check_size("conv_2d", (n, out, oh, ow))
+    _check_size("conv_2d", (n, oh, ow, c * kh * kw))  # ggml's im2col matrix, which it multiplies
     return _core.op_conv_2d(x, weight, stride, padding, resolve_device(device))
 
 
-def group_norm(x: np.ndarray, groups: int, eps: float = 1e-6, *, device: str = "auto") -> np.ndarray:
-    """Group normalisation of ``x`` (n, c, h, w) without scale or shift."""
+def group_norm(x: ArrayLike, groups: int, eps: float = 1e-6, *, device: str = "auto") -> np.ndarray:
+    """Group normalisation of ``x`` (n, c, h, w) without scale or shift; ``groups`` must divide c."""
+    x = _array(x, "x", "n, c, h, w")
+    channels = x.shape[1]
+    groups = _check_int("groups", groups, 1, channels)
+    if channels % groups:
+        raise InvalidArgumentError(f"groups: must divide the {channels} channels of x, not {groups}")
+    if not _is_number(eps) or not 0 <= eps < math.inf:
+        raise InvalidArgumentError(f"eps: must be a finite number >= 0, not {eps!r}")
     return _core.op_group_norm(x, groups, eps, resolve_device(device))
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, *, device: str = "auto") -> np.ndarray:
-    """``softmax(q @ k.T / sqrt(d)) @ v`` for (n, d) inputs, as ggml's mul_mat and soft_max compute it."""
+def attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, *, device: str = "auto") -> np.ndarray:
+    """``softmax(q @ k.T / sqrt(d)) @ v`` of shape (n, e) for ``q`` (n, d), ``k`` (m, d), ``v`` (m, e),
+    as ggml's mul_mat and soft_max compute it."""
+    q, k, v = _array(q, "q", "n, d"), _array(k, "k", "m, d"), _array(v, "v", "m, e")
+    if k.shape[1] != q.shape[1]:
+        raise InvalidArgumentError(f"k: has head dimension {k.shape[1]} but q has {q.shape[1]}; they must match")
+    if v.shape[0] != k.shape[0]:
+        raise InvalidArgumentError(f"v: has {v.shape[0]} rows but k has {k.shape[0]}; each key needs one value")
+    _check_size("attention", (q.shape[0], k.shape[0]))  # the score matrix
+    _check_size("attention", (q.shape[0], v.shape[1]))
     return _core.op_attention(q, k, v, resolve_device(device))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value <= high:
+        raise InvalidArgumentError(f"{name}: must be an integer from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+def _array(value: object, name: str, layout: str) -> np.ndarray:
+    """``value`` as a C-contiguous float32 array with the dimensions of ``layout`` (e.g. ``"n, c, h, w"``).
+
+    NaN and infinities are kept: they propagate as in numpy. Empty arrays are refused: a ggml tensor
+    has at least one element in every dimension.
+    """
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nesting, objects numpy cannot convert
+        raise InvalidArgumentError(f"{name}: must be an array of real numbers ({e})") from None
+    if array.dtype.kind not in "iuf":
+        raise InvalidArgumentError(f"{name}: must be an array of real numbers, not of dtype {array.dtype}")
+    ndim = layout.count(",") + 1
+    if array.ndim != ndim:
+        raise InvalidArgumentError(f"{name}: must have {ndim} dimensions ({layout}), not shape {array.shape}")
+    if array.size == 0:
+        raise InvalidArgumentError(f"{name}: must not be empty, not of shape {array.shape}")
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as any float32 cast does
+        return np.ascontiguousarray(array, np.float32)
+
+
+def _check_size(op: str, shape: Sequence[int]) -> None:
+    """A tensor the op creates must stay within the element counts ggml's kernels index."""
+    count = math.prod(shape)
+    if count > _MAX_ELEMENTS:
+        raise InvalidArgumentError(
+            f"{op}: the inputs make a tensor of shape {tuple(shape)}, {count} elements, more than "
+            f"{_MAX_ELEMENTS}; use smaller inputs"
+        )

@@ -1,0 +1,183 @@
+"""What the Generator's loading options do: a ControlNet, a TAESD, separate component files,
+weight_type and keep_clip_on_cpu / keep_vae_on_cpu, each checked by its effect on the images."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sdcpp
+
+from .models_extra import COMPONENT_FILES
+
+SMALL = dict(width=64, height=64, steps=2)
+
+
+def pixels(images: list) -> np.ndarray:
+    return np.asarray(images[0], dtype=np.float64)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-12)))
+
+
+def engine_lines(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sdcpp"))
+
+
+# --- ControlNet ---------------------------------------------------------------------------------------
+
+
+def test_controlnet_steers_the_image_by_its_control_image(
+    generator: sdcpp.Generator, sd15_file: Path, controlnet_file: Path
+) -> None:
+    square = Image.new("RGB", (64, 64), (0, 0, 0))
+    square.paste((255, 255, 255), (16, 16, 48, 48))
+    stripes = Image.fromarray(np.tile(np.arange(64, dtype=np.uint8)[:, None, None] % 16 * 16, (1, 64, 3)))
+    without = pixels(generator.generate("a lighthouse", seed=5, **SMALL))
+    with sdcpp.Generator(sd15_file, control_net=controlnet_file, device=generator.device) as gen:
+        uncontrolled = pixels(gen.generate("a lighthouse", seed=5, **SMALL))
+        controlled = gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.9, **SMALL)
+        other = pixels(gen.generate("a lighthouse", seed=5, control_image=stripes, **SMALL))
+        off = pixels(gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.0, **SMALL))
+    assert controlled[0].parameters["control_strength"] == 0.9
+    # The ControlNet's outputs are added to the UNet's skip connections, times control_strength.
+    np.testing.assert_array_equal(uncontrolled, without, "a ControlNet without a control image changes nothing")
+    np.testing.assert_array_equal(off, without, "control_strength=0 adds nothing")
+    assert np.abs(pixels(controlled) - without).mean() > 2, "the control image must change the image"
+    assert np.abs(pixels(controlled) - other).mean() > 2, "another control image must give another image"
+
+
+# --- TAESD --------------------------------------------------------------------------------------------
+
+
+def test_taesd_replaces_the_vae(
+    generator: sdcpp.Generator, sd15_file: Path, taesd_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="sdcpp"):
+        with sdcpp.Generator(sd15_file, taesd=taesd_file, device=generator.device) as gen:
+            tiny = pixels(gen.generate("a lighthouse", seed=6, **SMALL))
+            init = Image.new("RGB", (64, 64), (200, 120, 40))
+            # img2img encodes the init image with TAESD's encoder
+            assert gen.generate("x", seed=6, init_image=init, strength=0.5, **SMALL)[0].size == (64, 64)
+    assert "using TAE for encoding / decoding" in engine_lines(caplog)
+    assert tiny.std() > 1
+    assert np.abs(tiny - pixels(generator.generate("a lighthouse", seed=6, **SMALL))).mean() > 2
+
+
+# CI installs .[parity]: there a missing reference fails, it is not skipped (as in test_parity.py).
+needs_reference = pytest.mark.skipif(
+    not os.environ.get("CI") and importlib.util.find_spec("diffusers") is None,
+    reason="needs the reference: pip install '.[parity]'",
+)
+
+
+@needs_reference
+def test_taesd_decodes_as_diffusers_autoencoder_tiny(sd15_file: Path, taesd_file: Path) -> None:
+    import torch
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import load_file
+
+    tiny = AutoencoderTiny()  # the defaults are TAESD's (madebyollin/taesd's config.json)
+    state = {name: t.float() for name, t in load_file(taesd_file).items()}
+    tiny.load_state_dict(state, strict=True)
+    latent, other = np.random.default_rng(3).standard_normal((2, 4, 16, 16), dtype=np.float32)
+
+    def reference(z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            image = tiny.decode(torch.from_numpy(z)[None]).sample[0].numpy()  # in [-1, 1]
+        return np.clip((image + 1) / 2, 0, 1)
+
+    theirs = reference(latent)
+    assert ((theirs > 0) & (theirs < 1)).mean() > 0.5, "mostly clamped pixels would agree too easily"
+    with sdcpp.Generator(sd15_file, taesd=taesd_file, device="cpu") as gen:
+        ours = gen._ctx.decode_latent(latent)
+    assert ours.shape == theirs.shape == (3, 128, 128)
+    # 2.2e-3 measured: the engine's convolutions round their inputs to float16, the weights' type.
+    error = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
+    assert error < 5e-3, f"relative error {error:.2e}"
+    assert np.linalg.norm(ours - reference(other)) / np.linalg.norm(theirs) > 20 * 5e-3
+
+
+# --- separate component files --------------------------------------------------------------------------
+
+
+# The engine reads a separate diffusion model first and picks clip_l's tensor prefix from the SD
+# version known then, before any text encoder is read: "unknown", so clip_l's tensors get the
+# prefix of the DiT models and SD 1.x is never recognised. The files are what ComfyUI-style split
+# checkpoints hold. Strict: fixing the engine makes this pass, and must.
+@pytest.mark.xfail(
+    strict=True, raises=sdcpp.ModelLoadError, reason="the engine cannot detect SD 1.x from separate files"
+)
+def test_separate_component_files_give_the_single_files_pixels(
+    generator: sdcpp.Generator, sd15_components: Path
+) -> None:
+    parts = {argument: sd15_components / name for argument, (name, _) in COMPONENT_FILES.items()}
+    with sdcpp.Generator(device=generator.device, **parts) as gen:
+        assert gen.family == "SD 1.x"
+        assert gen.weight_types == generator.weight_types
+        split = pixels(gen.generate("a lighthouse", seed=8, **SMALL))
+    np.testing.assert_array_equal(split, pixels(generator.generate("a lighthouse", seed=8, **SMALL)))
+
+
+def test_a_vae_file_replaces_the_models_vae(generator: sdcpp.Generator, sd15_file: Path, other_vae: Path) -> None:
+    with sdcpp.Generator(sd15_file, vae=other_vae, device=generator.device) as gen:
+        latent = np.random.default_rng(4).standard_normal((4, 8, 8), dtype=np.float32)
+        other = gen._ctx.decode_latent(latent)
+    ours = generator._ctx.decode_latent(latent)
+    assert np.abs(other - ours).mean() > 0.05, "the VAE file's weights must decode the latent"
+
+
+def test_diffusers_component_files_are_refused_with_the_engines_reason(sd15_folder: Path) -> None:
+    # ENGINE-NOTES.md; and, as above, in original names too.
+    with pytest.raises(sdcpp.ModelLoadError, match="get sd version from file failed"):
+        sdcpp.Generator(
+            diffusion_model=sd15_folder / "unet" / "diffusion_pytorch_model.safetensors",
+            vae=sd15_folder / "vae" / "diffusion_pytorch_model.safetensors",
+            clip_l=sd15_folder / "text_encoder" / "model.safetensors",
+            device="cpu",
+        )
+
+
+# --- weight_type --------------------------------------------------------------------------------------
+
+
+def test_weight_type_converts_the_weights_at_load(generator: sdcpp.Generator, sd15_file: Path) -> None:
+    settings = dict(width=64, height=64, steps=4, seed=9)
+    with sdcpp.Generator(sd15_file, weight_type="q8_0", device=generator.device) as gen:
+        quantized = pixels(gen.generate("a lighthouse", **settings))
+    f16 = pixels(generator.generate("a lighthouse", **settings))
+    # 8-bit weights: close to the float16 image (38.5 dB measured on the CPU), but not the same.
+    assert np.abs(quantized - f16).max() > 0 and psnr(quantized, f16) > 30, psnr(quantized, f16)
+
+
+# The engine counts the types of the file's tensors (ModelLoader::get_*_wtype_stat), not those they
+# are converted to (TensorStorage::expected_type). Strict: fixing that makes this pass, and must.
+@pytest.mark.xfail(strict=True, reason="Generator.weight_types reports the file's types, not weight_type's")
+def test_weight_types_report_the_converted_types(sd15_file: Path) -> None:
+    with sdcpp.Generator(sd15_file, weight_type="q8_0", device="cpu") as gen:
+        assert "q8_0" in gen.weight_types["diffusion"]
+
+
+# --- keep_clip_on_cpu / keep_vae_on_cpu -------------------------------------------------------------------
+
+
+def test_keep_clip_and_vae_on_cpu_move_them_off_the_gpu(
+    generator: sdcpp.Generator, sd15_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if generator.device == "CPU":
+        pytest.skip("needs a GPU device (SDCPP_TEST_DEVICE): on the CPU both already run there")
+    settings = dict(width=64, height=64, steps=4, seed=10)
+    with caplog.at_level("INFO", logger="sdcpp"):
+        with sdcpp.Generator(sd15_file, device=generator.device, keep_clip_on_cpu=True, keep_vae_on_cpu=True) as gen:
+            image = pixels(gen.generate("a lighthouse", **settings))
+    lines = engine_lines(caplog)
+    assert "CLIP: Using CPU backend" in lines and "VAE Autoencoder: Using CPU backend" in lines
+    assert re.search(r"text_encoders [\d.]+MB\(RAM\)", lines) and re.search(r"vae [\d.]+MB\(RAM\)", lines), lines[-600:]
+    assert psnr(image, pixels(generator.generate("a lighthouse", **settings))) > 30
