@@ -361,7 +361,7 @@ def test_memory_stays_flat_over_50_hostile_requests_and_the_server_still_generat
     before = server.rss_kib()
     hostile(50)
     grown = (server.rss_kib() - before) / 1024
-    assert grown < 24, f"the server grew {grown:.1f} MiB over 50 refused requests"
+    assert grown < 10, f"the server grew {grown:.1f} MiB over 50 refused requests"
     response = client.post("/sdapi/v1/txt2img", json={"prompt": "still here", **SMALL})
     assert response.status_code == 200 and len(response.json()["images"]) == 1
 
@@ -373,7 +373,7 @@ def test_serve_names_the_extra_to_install_when_it_is_missing(tmp_path: Path, sd1
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "sdcpp", "serve", str(sd15_file)], env=env,
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and "pip install 'sdcpp[server]'" in result.stderr, result.stderr
+    assert result.returncode != 0 and "(fastapi is missing): pip install 'fastapi>=" in result.stderr, result.stderr
 
 
 def test_serve_refuses_a_port_in_use(server: ServerProcess, sd15_file: Path) -> None:
@@ -390,6 +390,9 @@ def test_ctrl_c_stops_the_running_job_and_the_server(server: ServerProcess, clie
     wait_until(lambda: _progress(client)["state"]["sampling_step"] >= 1, 60, "the first step", server)
     start = time.monotonic()
     assert server.interrupt(timeout=60) == 130
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 15, "the shutdown waited for the job instead of stopping it"
     thread.join(30)
+    _, response = results["r"]
+    assert response.status_code == 503 and "server stopping" in response.json()["error"]
     assert re.search(r"job \d+ cancelled \(server stopping\)", server.log()), server.log()
+    assert "Traceback" not in server.log(), server.log()

@@ -1,7 +1,7 @@
 """``sdcpp serve``: an HTTP server for one model, speaking the A1111 and OpenAI images APIs.
 
-Install it with ``pip install 'sdcpp[server]'`` and start it with ``sdcpp serve MODEL``
-(docs/server.md). From Python::
+Install it with sdcpp's extra ``server`` (``pip install '.[server]'`` in sdcpp's checkout) and
+start it with ``sdcpp serve MODEL`` (docs/server.md). From Python::
 
     import uvicorn
     from sdcpp import Generator

@@ -166,15 +166,19 @@ class JobQueue:
             waiter.cancel()
             raise
 
-    def close(self) -> None:
-        """Drop the queued jobs, stop the running one and wait for the worker to end."""
+    def stop(self, reason: str) -> None:
+        """Refuse new jobs, drop the queued ones and stop the running one (without waiting)."""
         with self._lock:  # a Condition's lock is reentrant: cancel() takes it again
             self._closed = True
             for job in list(self._waiting):
-                self.cancel(job, "server stopping")
+                self.cancel(job, reason)
             if self.current is not None:
-                self.cancel(self.current, "server stopping")
+                self.cancel(self.current, reason)
             self._lock.notify()
+
+    def close(self) -> None:
+        """Stop everything and wait for the worker thread to end."""
+        self.stop("server stopping")
         self._thread.join()
 
     def _run(self) -> None:
