@@ -191,7 +191,7 @@ def _queued_jobs(server: ServerProcess) -> list[int]:
 def test_concurrent_requests_run_one_at_a_time_in_arrival_order(server: ServerProcess, client: httpx.Client) -> None:
     results: dict = {}
     threads, ids = [], []
-    bodies = [("/sdapi/v1/txt2img", {"prompt": "one", **SMALL, "steps": 2}),
+    bodies = [("/sdapi/v1/txt2img", {"prompt": "one", **SMALL, "steps": 4}),
               ("/v1/images/generations", {"prompt": "two", "size": "64x64", "steps": 1}),
               ("/sdapi/v1/txt2img", {"prompt": "three", **SMALL})]
     for i, (path, body) in enumerate(bodies):
@@ -215,23 +215,31 @@ def _progress(client: httpx.Client) -> dict:
     return client.get("/sdapi/v1/progress").json()
 
 
-def test_interrupt_stops_the_running_job_while_progress_keeps_answering(
+def test_interrupt_stops_the_running_job_and_returns_the_images_it_finished(
     server: ServerProcess, client: httpx.Client
 ) -> None:
     results: dict = {}
-    thread = _post_in_thread(server, _TXT, {"prompt": "long", **SMALL, "steps": LONG_STEPS}, results, "r")
-    wait_until(lambda: _progress(client)["state"]["sampling_step"] >= 1, 60, "the first step", server)
+    body = {"prompt": "two rounds", **SMALL, "steps": 12, "n_iter": 2, "seed": 21}
+    thread = _post_in_thread(server, _TXT, body, results, "r")
+
+    def in_second_round() -> bool:
+        state = _progress(client)["state"]
+        return state["job_no"] == 1 and state["sampling_step"] >= 1
+
+    wait_until(in_second_round, 120, "the second round's first step", server)
     start = time.monotonic()
     progress = _progress(client)
     assert time.monotonic() - start < 2, "the event loop is blocked while a job runs"
-    assert 0 < progress["progress"] < 1 and progress["eta_relative"] > 0 and progress["current_image"] is None
-    assert progress["state"]["sampling_steps"] == LONG_STEPS
+    assert 0.5 < progress["progress"] < 1 and progress["eta_relative"] > 0 and progress["current_image"] is None
+    assert (progress["state"]["job_count"], progress["state"]["sampling_steps"]) == (2, 12)
     assert client.post("/sdapi/v1/interrupt").status_code == 200
     thread.join(60)
     _, response = results["r"]
     assert response.status_code == 200, response.text
     data = response.json()
-    assert data["images"] == [] and json.loads(data["info"])["interrupted"] is True
+    info = json.loads(data["info"])
+    assert len(data["images"]) == 1 and info["interrupted"] is True  # the first round's image
+    assert "Seed: 21" in decode_png(data["images"][0]).info["parameters"]
     assert re.search(r"job \d+ cancelled \(interrupted\)", server.log())
     assert _progress(client)["state"]["job"] == ""
 

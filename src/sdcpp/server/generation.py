@@ -105,7 +105,7 @@ def _run(generator: Generator, task: Task, job: Job) -> list[tuple[GeneratedImag
     """The worker thread's part: generate, and encode each PNG off the event loop."""
     for i in range(task.iterations):
         job.check()
-        job.iteration = i
+        job.iteration, job.step = i, 0  # the last round's step count would read as this one's
         images = generator.generate(
             task.prompt, task.negative_prompt, seed=task.seed + i * task.batch, batch=task.batch,
             progress=job.progress, **task.settings,
