@@ -26,9 +26,15 @@ def server(sd15_file: Path, tmp_path_factory: pytest.TempPathFactory):
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Found before the server starts, so that a missing browser costs no model load."""
+    return find_chromium()
+
+
 @pytest.fixture
-def browser():
-    b = Browser(find_chromium())
+def browser(chromium: str):
+    b = Browser(chromium)
     yield b
     b.close()
 
@@ -53,7 +59,7 @@ _STATE = """[document.getElementById('status').textContent, document.getElementB
  (() => { const i = document.getElementById('result'); return i.complete ? i.naturalWidth : 0; })()]"""
 
 def test_the_page_generates_with_live_progress_and_downloads_the_png_with_its_metadata(
-    server: ServerProcess, browser: Browser, tmp_path: Path
+    chromium: str, server: ServerProcess, browser: Browser, tmp_path: Path
 ) -> None:
     browser.navigate(server.url + "/")
     browser.wait_for("document.getElementById('model').textContent === 'sd15.safetensors'", 15)
