@@ -13,6 +13,7 @@ from . import Generator, SdcppError, self_test, system_info
 from .doctor import report
 from .tools_cli import add_tool_commands
 from .names import samplers, schedulers
+from .server import cli as server_cli
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -77,6 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int)
     add_tool_commands(sub)
+    server_cli.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
