@@ -17,16 +17,22 @@ def machine_state() -> str:
     return f"load average {load}, MemAvailable {int(available) // 1024} MiB, {os.cpu_count()} CPUs"
 
 
+# A test suite started as a background job of a non-interactive shell (as CI may start it) runs with
+# SIGINT ignored, and a child inherits that: its Python then never installs the handler that turns
+# Ctrl-C into KeyboardInterrupt. Children start from what a terminal's Python has.
+_TERMINAL_SIGINT = "import signal as _s; _s.signal(_s.SIGINT, _s.default_int_handler); del _s\n"
+
+
 def run_python(script: str, *, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``script`` in a new interpreter (with ``env``, default this process's environment); its
-    output is kept even when it is killed at ``timeout``.
+    """Run ``script`` in a new interpreter (with ``env``, default this process's environment, and
+    Ctrl-C raising KeyboardInterrupt); its output is kept even when it is killed at ``timeout``.
 
     A child that times out fails the test with everything it printed (the script should print
     as it goes, with ``flush=True``), how long it ran and how busy the machine was.
     """
     start = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(script)],
+        [sys.executable, "-c", _TERMINAL_SIGINT + textwrap.dedent(script)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
     )

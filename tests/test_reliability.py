@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -66,6 +67,21 @@ def test_cancel_with_nothing_running_does_not_affect_the_next_generation(generat
 def _interrupted_after(stdout: str) -> int:
     assert "INTERRUPTED after" in stdout and "NOT INTERRUPTED" not in stdout, stdout
     return int(stdout.split("INTERRUPTED after ")[1].split()[0])
+
+
+def test_children_get_a_terminals_ctrl_c_even_when_the_suite_runs_with_it_ignored() -> None:
+    # The cause of a Ctrl-C test that "timed out on a slower machine": CI started the suite as a
+    # background job, which runs with SIGINT ignored, the child inherited that, and the SIGINT the
+    # test sent was dropped, so all 500 steps ran. The same test passed when started from a terminal.
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal dispositions can only be changed from the main thread")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        out = run_python("import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)",
+                         timeout=120)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.stdout.strip() == "True", out.stdout + out.stderr
 
 
 def test_ctrl_c_raises_keyboard_interrupt_within_a_step(sd15_file: Path) -> None:
