@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import subprocess
 import sys
 import textwrap
@@ -194,3 +195,133 @@ def test_an_engine_abort_is_reported_before_the_process_ends() -> None:
     assert out.returncode != 0
     assert "sdcpp: the engine stopped the process" in out.stderr
     assert "sdcpp test of the abort report" in out.stderr
+
+
+def _outcome(call, *args, **kwargs) -> object:
+    """What `call` returned, or the exception it raised."""
+    try:
+        return call(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - the test inspects whatever came out
+        return e
+
+
+def _hold_argument_checks(generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """Make generate() stop inside its argument checks until `release` is set; `entered` says it got there."""
+    entered, release = threading.Event(), threading.Event()
+    check = generator._check_memory
+
+    def held(width: int, height: int) -> None:
+        entered.set()
+        assert release.wait(60)
+        check(width, height)
+
+    monkeypatch.setattr(generator, "_check_memory", held)
+    return entered, release
+
+
+def test_a_cancel_while_generate_checks_its_arguments_stops_that_generation(
+    generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = _hold_argument_checks(generator, monkeypatch)
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(_outcome(generator.generate, "x", seed=1, **SMALL)))
+    worker.start()
+    assert entered.wait(60)
+    generator.cancel()  # Stop pressed just after Generate
+    release.set()
+    worker.join(120)
+    assert isinstance(outcome[0], sdcpp.Cancelled), outcome
+    monkeypatch.undo()
+    assert generator.generate("x", seed=1, **SMALL)[0].size == (64, 64), "a call begun after cancel() runs"
+
+
+def test_a_cancel_stops_the_running_generation_and_the_one_waiting_for_it(
+    generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def first() -> None:
+        outcomes["running"] = _outcome(generator.generate, "x", seed=1, width=64, height=64, steps=500,
+                                       progress=lambda step, *_: step >= 1 and running.set())
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert running.wait(60)
+    entered, release = _hold_argument_checks(generator, monkeypatch)
+    release.set()  # the second call checks its arguments, then waits for the first
+    threads.append(threading.Thread(target=lambda: outcomes.update(waiting=_outcome(generator.generate, "x", seed=2, **SMALL))))
+    threads[1].start()
+    assert entered.wait(60)
+    generator.cancel()
+    for t in threads:
+        t.join(120)
+    assert isinstance(outcomes["running"], sdcpp.Cancelled), outcomes
+    assert isinstance(outcomes["waiting"], sdcpp.Cancelled), outcomes
+
+
+def test_a_cancel_before_text_encoding_ends_before_sampling_without_an_error_in_the_log(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    class CancelAtStart(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().endswith(" - generate_image 64x64"):
+                generator.cancel()  # on the generating thread, before the prompt is encoded
+
+    steps: list[int] = []
+    handler = CancelAtStart()
+    generator.logger.addHandler(handler)
+    try:
+        with caplog.at_level("INFO", logger="sdcpp"):
+            with pytest.raises(sdcpp.Cancelled):
+                generator.generate("x", seed=1, **SMALL, progress=lambda step, *_: steps.append(step))
+    finally:
+        generator.logger.removeHandler(handler)
+    assert any(r.getMessage().endswith(" - generate_image 64x64") for r in caplog.records), "the handler never ran"
+    assert steps == [], "sampling started after the cancel"
+    problems = [f"{r.levelname}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == [], "a cancel is not a failure"
+
+
+def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error(sd15_file: Path) -> None:
+    # In a child interpreter: on a deadlock the test fails by its timeout instead of hanging.
+    script = textwrap.dedent(
+        f"""
+        import logging, sdcpp
+        gen = sdcpp.Generator({str(sd15_file)!r}, device="cpu")
+        small = dict(seed=1, width=64, height=64, steps=1)
+        calls = {{"close": gen.close, "generate": lambda: gen.generate("x", **small),
+                 "tokenize": lambda: gen.tokenize("x"), "default sampler": lambda: gen._ctx.default_sample_method()}}
+        for name, call in calls.items():
+            def progress(step, steps, seconds, call=call):
+                if step == 1:
+                    call()
+            try:
+                gen.generate("x", progress=progress, **dict(small, steps=2))
+                print(name, "-> no error")
+            except RuntimeError as e:
+                print(name, "-> RuntimeError:", e)
+
+        class CloseFromLog(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().endswith(" - generate_image 64x64"):
+                    try:
+                        gen.close()
+                    except RuntimeError as e:
+                        print("log handler -> RuntimeError:", e)
+        gen.logger.addHandler(CloseFromLog())
+        logging.getLogger("sdcpp").setLevel("INFO")
+        print("after the log handler", gen.generate("x", **small)[0].size)
+        gen.close()
+        print("closed", gen.closed)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    for name in ("close", "generate", "tokenize"):
+        assert any(line.startswith(f"{name} -> RuntimeError: ") and "Generator.cancel()" in line for line in lines), out.stdout
+    # A quick query reads the context without waiting for the call (it holds no lock then).
+    assert "default sampler -> no error" in lines, out.stdout
+    assert any(line.startswith("log handler -> RuntimeError: Generator.close() cannot be used") for line in lines), out.stdout
+    assert "after the log handler (64, 64)" in lines and "closed True" in lines, out.stdout
