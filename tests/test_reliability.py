@@ -18,6 +18,8 @@ import pytest
 import sdcpp
 from sdcpp import _core
 
+from .models import write_safetensors
+
 SMALL = dict(width=64, height=64, steps=2)
 
 
@@ -325,3 +327,96 @@ def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error
     assert "default sampler -> no error" in lines, out.stdout
     assert any(line.startswith("log handler -> RuntimeError: Generator.close() cannot be used") for line in lines), out.stdout
     assert "after the log handler (64, 64)" in lines and "closed True" in lines, out.stdout
+
+
+def _cpu_only(generator: sdcpp.Generator) -> None:
+    if generator.device != "CPU":
+        pytest.skip("ggml's GPU backends cannot stop a computation: there a cancel waits for the step or decode")
+
+
+def test_a_cancel_during_a_sampling_step_on_the_cpu_ends_that_step(generator: sdcpp.Generator) -> None:
+    _cpu_only(generator)
+    steps: list[int] = []
+
+    def progress(step: int, total: int, seconds: float) -> None:
+        steps.append(step)
+        if step == 1:  # the second step starts now and takes seconds at 256x256
+            threading.Timer(0.2, generator.cancel).start()
+
+    with pytest.raises(sdcpp.Cancelled):
+        generator.generate("x", seed=1, width=256, height=256, steps=500, progress=progress)
+    assert steps == [0, 1], "the step during which cancel() came ran to its end"
+
+
+def test_a_cancel_during_a_long_vae_decode_on_the_cpu_stops_it(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    _cpu_only(generator)
+
+    class CancelDuringDecode(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().endswith(" - decoding 1 latents"):  # a 256x256 decode takes seconds
+                threading.Timer(0.2, generator.cancel).start()
+
+    handler = CancelDuringDecode()
+    generator.logger.addHandler(handler)
+    try:
+        with caplog.at_level("INFO", logger="sdcpp"):
+            with pytest.raises(sdcpp.Cancelled):
+                generator.generate("x", seed=1, width=256, height=256, steps=1)
+    finally:
+        generator.logger.removeHandler(handler)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.endswith(" - decoding 1 latents") for m in messages), "the decode never started"
+    assert not any("latent 1 decoded" in m for m in messages), "the decode ran to its end"
+
+
+def test_engine_lines_of_the_model_loaders_threads_reach_the_generators_logger_and_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An SD 1.x text encoder's token table with 10 rows instead of 49408: the loader's worker
+    # thread, not the caller's, finds the wrong shape.
+    path = tmp_path / "short.safetensors"
+    write_safetensors(path, {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+                             np.zeros((10, 768), np.float16)})
+    with caplog.at_level("INFO", logger="sdcpp"):
+        with pytest.raises(sdcpp.ModelLoadError, match=r"token_embedding.weight' has wrong shape in model file"):
+            sdcpp.Generator(path, device="cpu", name="short")
+    wrong_shape = [r for r in caplog.records if "has wrong shape" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in wrong_shape] == [("sdcpp.short", "ERROR")]
+    assert wrong_shape[0].thread != threading.get_ident(), "the line should come from a worker thread"
+
+
+def test_tokenize_noise_and_sigmas_log_to_the_generators_logger(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG", logger="sdcpp"):
+        generator.tokenize("a cat")
+        generator.noise(1, width=64, height=64)
+        generator.sigmas(4)
+    mine = " ".join(r.getMessage() for r in caplog.records if r.name == generator.logger.name)
+    assert " - parse 'a cat'" in mine and " - get_sigmas" in mine, mine
+    assert not [r for r in caplog.records if r.name == "sdcpp"], "lines of this Generator's calls went to 'sdcpp'"
+
+
+def test_a_generator_collected_without_close_frees_its_model_without_holding_the_gil(sd15_file: Path) -> None:
+    gen = sdcpp.Generator(sd15_file, device="cpu")
+    ticks = [0]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    start, before = time.perf_counter(), ticks[0]
+    del gen
+    gc.collect()
+    elapsed_ms, during = (time.perf_counter() - start) * 1000, ticks[0] - before
+    stop.set()
+    ticker.join()
+    # Freeing ~2 GB of weights takes 100-600 ms here; with the GIL held, the ticker stops meanwhile.
+    assert during >= max(2, elapsed_ms / 20), f"{during} ticks while the model was freed for {elapsed_ms:.0f} ms"
