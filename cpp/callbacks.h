@@ -26,7 +26,6 @@ class CallScope {
 public:
     CallScope(py::object progress, py::object logger, std::function<void()> stop = nullptr,
               std::function<bool()> cancelled = nullptr);
-    CallScope() : CallScope(py::none(), py::none()) {}
     ~CallScope();
     CallScope(const CallScope&)            = delete;
     CallScope& operator=(const CallScope&) = delete;
