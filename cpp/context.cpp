@@ -55,8 +55,8 @@ void throw_unsupported_op(const CallScope& scope) {
 void throw_device_failure(const std::string& device, const CallScope& scope) {
     if (!device.empty() && scope.problems().find("device '" + device + "' failed to start") != std::string::npos) {
         throw DeviceError(with_engine_log("device '" + device +
-                                              "' is listed by this build but failed to start; check its driver "
-                                              "and free memory (`sdcpp doctor`), or choose another device",
+                                              "' failed to start; check its driver and free memory "
+                                              "(`sdcpp doctor`), or choose another device",
                                           scope));
     }
 }

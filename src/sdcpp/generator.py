@@ -51,9 +51,10 @@ class Generator:
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
         weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
             ``sdcpp.names``); ``None`` keeps the file's types.
-        device: ``"auto"`` (the first GPU this build supports, else the CPU), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ``"metal"``, or a ggml device name. ``Generator.device``
-            says which device was taken.
+        device: ``"auto"`` (the first GPU this build supports that starts, else the CPU, with
+            a :class:`DeviceFallbackWarning`), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"metal"``,
+            or a ggml device name; a device named here runs the model or raises DeviceError.
+            ``Generator.device`` says which device was taken.
         threads: CPU threads; ``None`` is one per physical core.
         rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
@@ -67,7 +68,7 @@ class Generator:
     Raises:
         sdcpp.ModelNotFoundError: a path does not exist.
         sdcpp.ModelLoadError: a file is malformed, a folder lacks parts, or the engine refused it.
-        sdcpp.DeviceError: the device is not in this build or not on this machine.
+        sdcpp.DeviceError: the device is not in this build, not on this machine, or failed to start.
     """
 
     def __init__(
