@@ -9,6 +9,7 @@ namespace sdcpp {
 namespace {
 
 thread_local CallScope* current_scope = nullptr;
+std::atomic<CallScope*> worker_scope{nullptr};  // see WorkerThreadsReportTo
 std::atomic<int> min_python_level{30};
 // Cleared at interpreter exit: the engine may still log from destructors after Python is gone.
 std::atomic<bool> python_alive{true};
@@ -22,12 +23,24 @@ int python_level(sd_log_level_t level) {
     }
 }
 
+// The call a log line of this thread belongs to: the one running on it, or for an engine worker
+// thread (one that never ran Python) the call that started the workers.
+CallScope* scope_of_this_thread() {
+    if (current_scope || !python_alive.load() || !Py_IsInitialized()) {
+        return current_scope;
+    }
+    return PyGILState_GetThisThreadState() == nullptr ? worker_scope.load() : nullptr;
+}
+
 void on_log(sd_log_level_t level, const char* text, void*) {
     std::string line = text ? text : "";
     while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) {
         line.pop_back();
     }
-    CallScope* scope = current_scope;
+    CallScope* scope = scope_of_this_thread();
+    if (scope && level >= SD_LOG_WARN && scope->stopping()) {
+        level = SD_LOG_DEBUG;  // "sampling failed" and the like, after a cancel: expected, not a failure
+    }
     if (level >= SD_LOG_WARN && scope) {
         scope->note_problem(line);
     }
@@ -61,8 +74,13 @@ void on_progress(int step, int steps, float seconds, void*) {
 
 }  // namespace
 
-CallScope::CallScope(py::object progress, py::object logger, std::function<void()> stop)
-    : progress_(std::move(progress)), logger_(std::move(logger)), stop_(std::move(stop)), previous_(current_scope) {
+CallScope::CallScope(py::object progress, py::object logger, std::function<void()> stop,
+                     std::function<bool()> cancelled)
+    : progress_(std::move(progress)),
+      logger_(std::move(logger)),
+      stop_(std::move(stop)),
+      cancelled_(std::move(cancelled)),
+      previous_(current_scope) {
     current_scope = this;
 }
 
@@ -89,13 +107,19 @@ void CallScope::report_progress(int step, int steps, float seconds) {
         }
     } catch (py::error_already_set& e) {
         callback_error_.emplace(std::move(e));
+        stopped_.store(true);
         if (stop_) {
             stop_();
         }
     }
 }
 
+bool CallScope::stopping() const {
+    return stopped_.load() || (cancelled_ && cancelled_());
+}
+
 void CallScope::note_problem(std::string line) {
+    std::lock_guard<std::mutex> lock(problems_mutex_);
     problems_.push_back(std::move(line));
 }
 
@@ -108,11 +132,20 @@ void CallScope::rethrow_callback_error() {
 }
 
 std::string CallScope::problems() const {
+    std::lock_guard<std::mutex> lock(problems_mutex_);
     std::string out;
     for (const auto& line : problems_) {
         out += (out.empty() ? "" : "\n") + line;
     }
     return out;
+}
+
+WorkerThreadsReportTo::WorkerThreadsReportTo(CallScope& scope) {
+    worker_scope.store(&scope);
+}
+
+WorkerThreadsReportTo::~WorkerThreadsReportTo() {
+    worker_scope.store(nullptr);
 }
 
 void set_log_level(int python_level) {

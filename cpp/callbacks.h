@@ -1,7 +1,9 @@
 // Routing of the engine's process-global log and progress callbacks to the Python caller.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,11 +19,13 @@ namespace sdcpp {
 //
 // At each progress report the scope also checks for Ctrl-C. When the progress callback raises, or
 // Ctrl-C arrives, the exception is kept for rethrow_callback_error() and `stop` is called once so
-// that the engine gives up at its next cancellation point.
+// that the engine gives up at its next cancellation point. `cancelled` says whether
+// Generator.cancel() applies to this call; while the call is being stopped either way, the
+// engine's warnings and errors about giving up are logged at DEBUG: they are not failures.
 class CallScope {
 public:
-    CallScope(py::object progress, py::object logger, std::function<void()> stop);
-    CallScope() : CallScope(py::none(), py::none(), nullptr) {}
+    CallScope(py::object progress, py::object logger, std::function<void()> stop = nullptr,
+              std::function<bool()> cancelled = nullptr);
     ~CallScope();
     CallScope(const CallScope&)            = delete;
     CallScope& operator=(const CallScope&) = delete;
@@ -31,6 +35,7 @@ public:
     void report_progress(int step, int steps, float seconds);
     void note_problem(std::string line);
     const py::object& logger() const { return logger_; }
+    bool stopping() const;
 
     bool has_callback_error() const { return callback_error_.has_value(); }
     // Re-raises the first exception of the progress callback or Ctrl-C, if any (GIL held).
@@ -42,9 +47,24 @@ private:
     py::object progress_;
     py::object logger_;
     std::function<void()> stop_;
+    std::function<bool()> cancelled_;
+    std::atomic<bool> stopped_{false};
     std::optional<py::error_already_set> callback_error_;
+    mutable std::mutex problems_mutex_;  // the engine's worker threads log concurrently
     std::vector<std::string> problems_;
     CallScope* previous_;
+};
+
+// While it lives, log lines from engine threads that Python never ran on (the model loader's
+// workers) go to `scope`, as if logged on the thread that made the call. Only model loading
+// starts such threads, and contexts are created one at a time (context.cpp), so one scope at a
+// time is enough. Create and destroy it around the engine call, with the GIL released.
+class WorkerThreadsReportTo {
+public:
+    explicit WorkerThreadsReportTo(CallScope& scope);
+    ~WorkerThreadsReportTo();
+    WorkerThreadsReportTo(const WorkerThreadsReportTo&)            = delete;
+    WorkerThreadsReportTo& operator=(const WorkerThreadsReportTo&) = delete;
 };
 
 // Tells the log callback the lowest level the `sdcpp` logger would emit, so that lines below it

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "callbacks.h"
 #include "errors.h"
@@ -48,6 +49,45 @@ void throw_unsupported_op(const CallScope& scope) {
     std::string device = problems.substr(op_end + 5, dev_end == std::string::npos ? std::string::npos : dev_end - op_end - 5);
     throw UnsupportedOperation(op + "|" + device);
 }
+
+// 0015-named-device-no-fallback.patch logs this when the device a context was asked for does not
+// start; the engine then refuses the context instead of running on the CPU.
+void throw_device_failure(const std::string& device, const CallScope& scope) {
+    if (!device.empty() && scope.problems().find("device '" + device + "' failed to start") != std::string::npos) {
+        throw DeviceError(with_engine_log("device '" + device +
+                                              "' failed to start; check its driver and free memory "
+                                              "(`sdcpp doctor`), or choose another device",
+                                          scope));
+    }
+}
+
+// A mutex that knows which thread holds it. Progress callbacks and log handlers run on the thread
+// of the engine call that invokes them, while that call holds the Generator's locks: a call from
+// there that needs the same lock would wait for itself forever, so it is refused instead.
+class OwnedMutex {
+public:
+    void lock() {
+        mutex_.lock();
+        owner_.store(std::this_thread::get_id());
+    }
+    void unlock() {
+        owner_.store(std::thread::id());
+        mutex_.unlock();
+    }
+    bool held_by_this_thread() const { return owner_.load() == std::this_thread::get_id(); }
+    void refuse_reentry(const std::string& what) const {
+        if (held_by_this_thread()) {
+            throw std::runtime_error(
+                what + " cannot be used from a progress callback or log handler of a call running on the same "
+                       "Generator: it would wait forever for that call to end. Call Generator.cancel() there to "
+                       "stop the call, and use " + what + " after it has returned.");
+        }
+    }
+
+private:
+    std::mutex mutex_;
+    std::atomic<std::thread::id> owner_{};
+};
 
 template <typename Enum>
 Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum unset, const char* what) {
@@ -123,11 +163,12 @@ public:
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
 
-        CallScope scope(py::none(), logger_, nullptr);
+        CallScope scope(py::none(), logger_);
         std::string engine_exception;
         {
             py::gil_scoped_release nogil;
             std::lock_guard<std::mutex> lock(creation_mutex);
+            WorkerThreadsReportTo workers(scope);  // the model loader's threads log for this Generator
             sd_set_backend_device(c_str_or_null(o.device));
             // The engine's readers throw on some malformed files (e.g. std::length_error on a GGUF
             // string length beyond the file) although its API is C; keep those as load failures.
@@ -144,13 +185,26 @@ public:
         // Ctrl-C during loading cannot stop the engine; it is raised once loading returns.
         scope.rethrow_callback_error();
         if (!ctx_) {
+            throw_device_failure(o.device, scope);
             throw ModelLoadError(with_engine_log("the engine could not load the model", scope));
         }
     }
 
+    ~Context() {
+        // Collected without close(): freeing a model takes a while, and other threads may run meanwhile.
+        py::gil_scoped_release nogil;
+        free_engine();
+    }
+
+    // The ticket of a generation, taken when Generator.generate() is entered: cancel() stops every
+    // generation that holds a ticket by then, although it may still be checking its arguments or
+    // waiting for another generation on this Generator.
+    uint64_t begin_generation() { return issued_.fetch_add(1) + 1; }
+
     py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
-                                                    const std::optional<Pixels>& control_image, py::object progress) {
+                                                    const std::optional<Pixels>& control_image, py::object progress,
+                                                    uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
         p.prompt                           = o.prompt.c_str();
@@ -171,22 +225,29 @@ public:
             parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
 
-        CallScope scope(std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); });
+        if (ticket == 0) {
+            ticket = begin_generation();
+        }
+        CallScope scope(
+            std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); },
+            [this, ticket] { return is_cancelled(ticket); });
+        call_mutex_.refuse_reentry("Generator.generate()");
         sd_image_t* images = nullptr;
         bool cancelled     = false;
         std::string engine_exception;
         {
             py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(call_mutex_);
+            std::lock_guard<OwnedMutex> lock(call_mutex_);
             sd_ctx_t* ctx = live();
-            cancel_requested_.store(false);
-            sd_ctx_request_cancel(ctx, false);
-            try {
-                images = generate_image(ctx, &p);
-            } catch (const std::exception& e) {
-                engine_exception = e.what();
+            if (start_running(ctx, ticket)) {
+                try {
+                    images = generate_image(ctx, &p);
+                } catch (const std::exception& e) {
+                    engine_exception = e.what();
+                }
             }
-            cancelled = cancel_requested_.load();
+            stop_running();
+            cancelled = is_cancelled(ticket);
         }
         if (!engine_exception.empty()) {
             throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
@@ -236,23 +297,31 @@ public:
         return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_spatial_multiple(ctx); });
     }
 
-    // Asks the generation running in another thread to stop at its next sampling step.
+    // Stops every generation that has begun (see begin_generation): the running one at its next
+    // cancellation point, the others before they start. Later generations are not affected.
     void cancel() {
-        cancel_requested_.store(true);
+        uint64_t through = issued_.load();
+        uint64_t before  = cancelled_through_.load();
+        while (before < through && !cancelled_through_.compare_exchange_weak(before, through)) {
+        }
+        if (handle_mutex_.held_by_this_thread()) {
+            return;  // a log handler while close() frees the model: nothing runs
+        }
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(handle_mutex_);
-        if (ctx_) {
+        std::lock_guard<OwnedMutex> lock(handle_mutex_);
+        if (ctx_ && running_ != 0 && is_cancelled(running_)) {
             sd_ctx_request_cancel(ctx_.get(), true);
         }
     }
 
     StageRunner stage_runner() {
         return [this](const char* what, const std::function<bool(sd_ctx_t*)>& stage) {
-            CallScope scope;
+            CallScope scope(py::none(), logger_);
+            call_mutex_.refuse_reentry(std::string("the Generator's engine (to ") + what + ")");
             bool ok = false;
             {
                 py::gil_scoped_release nogil;
-                std::lock_guard<std::mutex> lock(call_mutex_);
+                std::lock_guard<OwnedMutex> lock(call_mutex_);
                 ok = stage(live());
             }
             if (!ok) {
@@ -263,22 +332,46 @@ public:
 
     // Waits for a generation running in another thread, then frees the engine context.
     void close() {
+        call_mutex_.refuse_reentry("Generator.close()");
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> call_lock(call_mutex_);
-        std::lock_guard<std::mutex> handle_lock(handle_mutex_);
-        ctx_.reset();
+        free_engine();
     }
 
-    bool closed() const { return !ctx_; }
+    bool closed() const { return closed_.load(); }
 
 private:
     // Runs a quick query on the live context while close() cannot free it. The GIL is released
     // first: close() holds handle_mutex_ while the engine frees memory, and the engine may log.
     template <typename F>
     auto with_ctx(F query) -> decltype(query(nullptr)) {
+        handle_mutex_.refuse_reentry("a query of the Generator's engine");
         py::gil_scoped_release nogil;
-        std::lock_guard<std::mutex> lock(handle_mutex_);
+        std::lock_guard<OwnedMutex> lock(handle_mutex_);
         return query(live());
+    }
+
+    void free_engine() {
+        std::lock_guard<OwnedMutex> call_lock(call_mutex_);
+        std::lock_guard<OwnedMutex> handle_lock(handle_mutex_);
+        ctx_.reset();
+        closed_.store(true);
+    }
+
+    bool is_cancelled(uint64_t ticket) const { return ticket <= cancelled_through_.load(); }
+
+    // Marks the generation holding `ticket` as the one running (call_mutex_ held); false when it
+    // was cancelled before it could start. Under handle_mutex_, so that cancel() either sees it
+    // running or has raised cancelled_through_ before this reads it.
+    bool start_running(sd_ctx_t* ctx, uint64_t ticket) {
+        std::lock_guard<OwnedMutex> lock(handle_mutex_);
+        running_ = ticket;
+        sd_ctx_request_cancel(ctx, is_cancelled(ticket));
+        return !is_cancelled(ticket);
+    }
+
+    void stop_running() {
+        std::lock_guard<OwnedMutex> lock(handle_mutex_);
+        running_ = 0;
     }
 
     sd_ctx_t* live() {
@@ -290,11 +383,14 @@ private:
 
     py::object logger_;
     std::unique_ptr<sd_ctx_t, decltype(&free_sd_ctx)> ctx_{nullptr, free_sd_ctx};
-    // call_mutex_ serializes engine calls on this context; handle_mutex_ guards ctx_ itself for
-    // cancel(), which must not wait for the generation it is stopping.
-    std::mutex call_mutex_;
-    std::mutex handle_mutex_;
-    std::atomic<bool> cancel_requested_{false};
+    // call_mutex_ serializes engine calls on this context; handle_mutex_ guards ctx_ and running_
+    // for cancel(), which must not wait for the generation it is stopping.
+    OwnedMutex call_mutex_;
+    OwnedMutex handle_mutex_;
+    std::atomic<bool> closed_{false};
+    std::atomic<uint64_t> issued_{0};             // tickets handed out by begin_generation()
+    std::atomic<uint64_t> cancelled_through_{0};  // cancel() has stopped every ticket up to this one
+    uint64_t running_ = 0;                        // the ticket of the generation running, 0 for none
 };
 
 void register_context(py::module_& m) {
@@ -329,11 +425,11 @@ Raises:
             [](Context& self, std::string prompt, std::string negative_prompt, int width, int height, int steps,
                float cfg_scale, std::string sample_method, std::string scheduler, int64_t seed, int batch_count,
                int clip_skip, std::optional<Pixels> init_image, std::optional<Pixels> mask_image, float strength,
-               std::optional<Pixels> control_image, float control_strength, py::object progress) {
+               std::optional<Pixels> control_image, float control_strength, py::object progress, uint64_t ticket) {
                 return self.generate(GenerateOptions{prompt, negative_prompt, sample_method, scheduler, width,
                                                      height, steps, batch_count, clip_skip, cfg_scale, strength,
                                                      control_strength, seed},
-                                     init_image, mask_image, control_image, std::move(progress));
+                                     init_image, mask_image, control_image, std::move(progress), ticket);
             },
             py::kw_only(), py::arg("prompt"), py::arg("negative_prompt") = "", py::arg("width") = 512,
             py::arg("height") = 512, py::arg("steps") = 20, py::arg("cfg_scale") = 7.0f,
@@ -341,15 +437,17 @@ Raises:
             py::arg("batch_count") = 1, py::arg("clip_skip") = -1, py::arg("init_image") = py::none(),
             py::arg("mask_image") = py::none(), py::arg("strength") = 0.75f, py::arg("control_image") = py::none(),
             py::arg("control_strength") = 0.9f,
-            py::arg("progress").none(true) = py::none(),
+            py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
 image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+`ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
 
 Raises:
-    sdcpp.Cancelled: cancel() was called from another thread.
+    sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
+    RuntimeError: called from a progress callback or log handler of a call on this context.
     KeyboardInterrupt: Ctrl-C, checked at every sampling step.
     sdcpp.GenerationError: the engine produced no image; the message carries its log.
 )pbdoc")
@@ -365,7 +463,10 @@ Raises:
             [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
             py::arg("op").none(true),
             "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.")
-        .def("cancel", &Context::cancel, "Stops the generation running in another thread at its next step.")
+        .def("begin_generation", &Context::begin_generation,
+             "A ticket for generate(): cancel() stops the generations whose ticket was taken before it.")
+        .def("cancel", &Context::cancel,
+             "Stops the generation running and those that have a ticket (begin_generation) but wait for it.")
         .def("close", &Context::close, "Frees the model; waits for a generation in progress to finish.")
         .def(
             "tokenize", [](Context& self, const std::string& prompt) { return tokenize(self.stage_runner(), prompt); },

@@ -94,3 +94,35 @@ def test_the_real_probe_passes_on_the_cpu() -> None:
 
 def test_the_real_probe_names_an_unknown_device() -> None:
     assert _core.probe_device("NOPE7") == "there is no device named 'NOPE7'"
+
+
+# A GPU that the device list shows but that does not start: no machine has a hundredth CUDA device,
+# so the engine's own start of it fails, as a real device's does when its driver refuses.
+BROKEN_GPU = {"name": "CUDA99", "description": "Broken GPU", "type": "gpu", "backend": "CUDA"}
+
+
+def test_the_engine_refuses_a_named_device_that_does_not_start(sd15_file: Path) -> None:
+    with pytest.raises(sdcpp.DeviceError, match="^device 'CUDA99' failed to start; check its driver"):
+        _core.Context(model=str(sd15_file), device="CUDA99")
+
+
+def test_a_named_device_that_does_not_start_is_an_error_not_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, sd15_file: Path
+) -> None:
+    fake(monkeypatch, [BROKEN_GPU, CPU], {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(sdcpp.DeviceError, match="^device 'CUDA99' failed to start"):
+            sdcpp.Generator(sd15_file, device="cuda")
+
+
+def test_auto_runs_on_the_cpu_with_a_warning_when_the_gpu_does_not_start(
+    monkeypatch: pytest.MonkeyPatch, sd15_file: Path
+) -> None:
+    fake(monkeypatch, [BROKEN_GPU, CPU], {})
+    skipped = "skips the device 'CUDA99': device 'CUDA99' failed to start"
+    with pytest.warns(DeviceFallbackWarning, match=skipped) as record:
+        gen = sdcpp.Generator(sd15_file)
+    with gen:
+        assert gen.device == "CPU" and gen.flash_attn is False  # chosen again for the CPU
+    assert len(record) == 1 and record[0].filename == __file__

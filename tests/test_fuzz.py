@@ -14,12 +14,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sdcpp
 from sdcpp.files import check_model_file
+
+from .models_legacy import write_torch_legacy
 
 EXAMPLES = int(os.environ.get("SDCPP_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -48,10 +51,21 @@ tensor_entry = st.fixed_dictionaries(
 header_json = st.dictionaries(st.text(min_size=1, max_size=40), tensor_entry, max_size=6).map(
     lambda d: json.dumps(d).encode()
 )
-mutated_bytes = st.tuples(st.integers(0, len(_valid_safetensors()) - 1), st.binary(min_size=1, max_size=8)).map(
-    lambda m: (lambda v: v[: m[0]] + m[1] + v[m[0] + len(m[1]) :])(_valid_safetensors())
-)
-truncated = st.integers(0, len(_valid_safetensors())).map(lambda n: _valid_safetensors()[:n])
+
+
+def _mutated(valid: bytes) -> st.SearchStrategy[bytes]:
+    """`valid` with up to 8 bytes overwritten somewhere."""
+    return st.tuples(st.integers(0, len(valid) - 1), st.binary(min_size=1, max_size=8)).map(
+        lambda m: valid[: m[0]] + m[1] + valid[m[0] + len(m[1]) :]
+    )
+
+
+def _truncated(valid: bytes) -> st.SearchStrategy[bytes]:
+    return st.integers(0, len(valid)).map(lambda n: valid[:n])
+
+
+mutated_bytes = _mutated(_valid_safetensors())
+truncated = _truncated(_valid_safetensors())
 
 
 @st.composite
@@ -124,4 +138,14 @@ def test_fuzzed_safetensors_are_refused_or_harmless(tmp_path_factory) -> None:
 def test_fuzzed_gguf_headers_are_refused_or_harmless(tmp_path_factory) -> None:
     passed = _passing_files(gguf_files(), tmp_path_factory.mktemp("fuzz-gguf"))
     assert passed, "some GGUF headers of a supported version pass the shallow check"
+    _engine_survives(passed)
+
+
+def test_fuzzed_legacy_checkpoints_are_refused_or_harmless(tmp_path_factory) -> None:
+    folder = tmp_path_factory.mktemp("fuzz-ckpt")
+    valid = write_torch_legacy(folder / "valid.ckpt", {
+        "a.weight": np.arange(6, dtype=np.float16).reshape(2, 3), "b.bias": np.ones(3, np.float32),
+    }).read_bytes()
+    passed = _passing_files(_mutated(valid) | _truncated(valid), tmp_path_factory.mktemp("fuzz-ckpt-cases"))
+    assert passed, "mutations of the storage data pass the checks and reach the engine"
     _engine_survives(passed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import sdcpp
 from sdcpp import _core
 
 from .child import run_python
+from .models import write_safetensors
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -271,3 +273,228 @@ def test_an_engine_abort_is_reported_before_the_process_ends() -> None:
     assert out.returncode != 0
     assert "sdcpp: the engine stopped the process" in out.stderr
     assert "sdcpp test of the abort report" in out.stderr
+
+
+def _outcome(call, *args, **kwargs) -> object:
+    """What `call` returned, or the exception it raised."""
+    try:
+        return call(*args, **kwargs)
+    except BaseException as e:  # noqa: BLE001 - the test inspects whatever came out
+        return e
+
+
+def _hold_argument_checks(generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """Make generate() stop inside its argument checks until `release` is set; `entered` says it got there."""
+    entered, release = threading.Event(), threading.Event()
+    check = generator._check_memory
+
+    def held(width: int, height: int) -> None:
+        entered.set()
+        assert release.wait(300)
+        check(width, height)
+
+    monkeypatch.setattr(generator, "_check_memory", held)
+    return entered, release
+
+
+def test_a_cancel_while_generate_checks_its_arguments_stops_that_generation(
+    generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, release = _hold_argument_checks(generator, monkeypatch)
+    outcome: list[object] = []
+    worker = threading.Thread(target=lambda: outcome.append(_outcome(generator.generate, "x", seed=1, **SMALL)))
+    worker.start()
+    assert entered.wait(300)
+    generator.cancel()  # Stop pressed just after Generate
+    release.set()
+    worker.join(300)
+    assert isinstance(outcome[0], sdcpp.Cancelled), outcome
+    monkeypatch.undo()
+    assert generator.generate("x", seed=1, **SMALL)[0].size == (64, 64), "a call begun after cancel() runs"
+
+
+def test_a_cancel_stops_the_running_generation_and_the_one_waiting_for_it(
+    generator: sdcpp.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def run(key: str, **kwargs: object) -> threading.Thread:
+        thread = threading.Thread(target=lambda: outcomes.update({key: _outcome(generator.generate, "x", **kwargs)}))
+        thread.start()
+        return thread
+
+    first = run("running", seed=1, width=64, height=64, steps=500,
+                progress=lambda step, *_: step >= 1 and running.set())
+    assert running.wait(300)
+    entered, release = _hold_argument_checks(generator, monkeypatch)
+    release.set()  # the second call checks its arguments, then waits for the first
+    second = run("waiting", seed=2, **SMALL)
+    assert entered.wait(300)
+    generator.cancel()
+    first.join(300)
+    second.join(300)
+    assert isinstance(outcomes["running"], sdcpp.Cancelled), outcomes
+    assert isinstance(outcomes["waiting"], sdcpp.Cancelled), outcomes
+
+
+def test_a_cancel_before_text_encoding_ends_before_sampling_without_an_error_in_the_log(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    class CancelAtStart(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().endswith(" - generate_image 64x64"):
+                generator.cancel()  # on the generating thread, before the prompt is encoded
+
+    steps: list[int] = []
+    handler = CancelAtStart()
+    generator.logger.addHandler(handler)
+    try:
+        with caplog.at_level("INFO", logger="sdcpp"):
+            with pytest.raises(sdcpp.Cancelled):
+                generator.generate("x", seed=1, **SMALL, progress=lambda step, *_: steps.append(step))
+    finally:
+        generator.logger.removeHandler(handler)
+    assert any(r.getMessage().endswith(" - generate_image 64x64") for r in caplog.records), "the handler never ran"
+    assert steps == [], "sampling started after the cancel"
+    problems = [f"{r.levelname}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert problems == [], "a cancel is not a failure"
+
+
+def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error(sd15_file: Path) -> None:
+    # In a child interpreter: on a deadlock the test fails by its timeout instead of hanging.
+    script = textwrap.dedent(
+        f"""
+        import logging, sdcpp
+        gen = sdcpp.Generator({str(sd15_file)!r}, device="cpu")
+        small = dict(seed=1, width=64, height=64, steps=1)
+        calls = {{"close": gen.close, "generate": lambda: gen.generate("x", **small),
+                 "tokenize": lambda: gen.tokenize("x"), "default sampler": lambda: gen._ctx.default_sample_method()}}
+        for name, call in calls.items():
+            def progress(step, steps, seconds, call=call):
+                if step == 1:
+                    call()
+            try:
+                gen.generate("x", progress=progress, **dict(small, steps=2))
+                print(name, "-> no error")
+            except RuntimeError as e:
+                print(name, "-> RuntimeError:", e)
+
+        class CloseFromLog(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().endswith(" - generate_image 64x64"):
+                    try:
+                        gen.close()
+                    except RuntimeError as e:
+                        print("log handler -> RuntimeError:", e)
+        gen.logger.addHandler(CloseFromLog())
+        logging.getLogger("sdcpp").setLevel("INFO")
+        print("after the log handler", gen.generate("x", **small)[0].size)
+        gen.close()
+        print("closed", gen.closed)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    for name in ("close", "generate", "tokenize"):
+        refused = [line for line in lines if line.startswith(f"{name} -> RuntimeError: ")]
+        assert refused and "Generator.cancel()" in refused[0], out.stdout
+    # A quick query reads the context without waiting for the call (it holds no lock then).
+    assert "default sampler -> no error" in lines, out.stdout
+    refused_in_handler = "log handler -> RuntimeError: Generator.close() cannot be used"
+    assert any(line.startswith(refused_in_handler) for line in lines), out.stdout
+    assert "after the log handler (64, 64)" in lines and "closed True" in lines, out.stdout
+
+
+def _cpu_only(generator: sdcpp.Generator) -> None:
+    if generator.device != "CPU":
+        pytest.skip("ggml's GPU backends cannot stop a computation: there a cancel waits for the step or decode")
+
+
+def test_a_cancel_during_a_sampling_step_on_the_cpu_ends_that_step(generator: sdcpp.Generator) -> None:
+    _cpu_only(generator)
+    steps: list[int] = []
+
+    def progress(step: int, total: int, seconds: float) -> None:
+        steps.append(step)
+        if step == 1:  # the second step starts now and takes seconds at 256x256
+            threading.Timer(0.2, generator.cancel).start()
+
+    with pytest.raises(sdcpp.Cancelled):
+        generator.generate("x", seed=1, width=256, height=256, steps=500, progress=progress)
+    assert steps == [0, 1], "the step during which cancel() came ran to its end"
+
+
+def test_a_cancel_during_a_long_vae_decode_on_the_cpu_stops_it(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    _cpu_only(generator)
+
+    class CancelDuringDecode(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().endswith(" - decoding 1 latents"):  # a 256x256 decode takes seconds
+                threading.Timer(0.2, generator.cancel).start()
+
+    handler = CancelDuringDecode()
+    generator.logger.addHandler(handler)
+    try:
+        with caplog.at_level("INFO", logger="sdcpp"):
+            with pytest.raises(sdcpp.Cancelled):
+                generator.generate("x", seed=1, width=256, height=256, steps=1)
+    finally:
+        generator.logger.removeHandler(handler)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.endswith(" - decoding 1 latents") for m in messages), "the decode never started"
+    assert not any("latent 1 decoded" in m for m in messages), "the decode ran to its end"
+
+
+def test_engine_lines_of_the_model_loaders_threads_reach_the_generators_logger_and_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An SD 1.x text encoder's token table with 10 rows instead of 49408: the loader's worker
+    # thread, not the caller's, finds the wrong shape.
+    path = tmp_path / "short.safetensors"
+    write_safetensors(path, {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+                             np.zeros((10, 768), np.float16)})
+    with caplog.at_level("INFO", logger="sdcpp"):
+        with pytest.raises(sdcpp.ModelLoadError, match=r"token_embedding.weight' has wrong shape in model file"):
+            sdcpp.Generator(path, device="cpu", name="short")
+    wrong_shape = [r for r in caplog.records if "has wrong shape" in r.getMessage()]
+    assert [(r.name, r.levelname) for r in wrong_shape] == [("sdcpp.short", "ERROR")]
+    assert wrong_shape[0].thread != threading.get_ident(), "the line should come from a worker thread"
+
+
+def test_tokenize_noise_and_sigmas_log_to_the_generators_logger(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("DEBUG", logger="sdcpp"):
+        generator.tokenize("a cat")
+        generator.noise(1, width=64, height=64)
+        generator.sigmas(4)
+    mine = " ".join(r.getMessage() for r in caplog.records if r.name == generator.logger.name)
+    assert " - parse 'a cat'" in mine and " - get_sigmas" in mine, mine
+    assert not [r for r in caplog.records if r.name == "sdcpp"], "lines of this Generator's calls went to 'sdcpp'"
+
+
+def test_a_generator_collected_without_close_frees_its_model_without_holding_the_gil(sd15_file: Path) -> None:
+    gen = sdcpp.Generator(sd15_file, device="cpu")
+    ticks = [0]
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.001)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    time.sleep(0.05)
+    start, before = time.perf_counter(), ticks[0]
+    del gen
+    gc.collect()
+    elapsed_ms, during = (time.perf_counter() - start) * 1000, ticks[0] - before
+    stop.set()
+    ticker.join()
+    # Freeing ~2 GB of weights takes 100-600 ms here; with the GIL held, the ticker stops meanwhile.
+    assert during >= max(2, elapsed_ms / 20), f"{during} ticks while the model was freed for {elapsed_ms:.0f} ms"

@@ -25,9 +25,13 @@ class Context:
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
         """
+    def begin_generation(self) -> int:
+        """
+        A ticket for generate(): cancel() stops the generations whose ticket was taken before it.
+        """
     def cancel(self) -> None:
         """
-        Stops the generation running in another thread at its next step.
+        Stops the generation running and those that have a ticket (begin_generation) but wait for it.
         """
     def close(self) -> None:
         """
@@ -49,15 +53,17 @@ class Context:
         """
         For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
         """
-    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+        `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
         
         Raises:
-            sdcpp.Cancelled: cancel() was called from another thread.
+            sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
+            RuntimeError: called from a progress callback or log handler of a call on this context.
             KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """

@@ -14,3 +14,8 @@ atexit.register(_core.shutdown)
 
 def emit(level: int, message: str, to: logging.Logger | None = None) -> None:
     (to or logger).log(level, message)
+
+
+def sync_level() -> None:
+    """Forward engine lines from the level the ``sdcpp`` logger emits now (before each engine call)."""
+    _core.set_log_level(logger.getEffectiveLevel())

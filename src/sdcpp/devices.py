@@ -85,13 +85,19 @@ def _auto(found: list[dict[str, Any]]) -> str:
                 why = probe_device(d["name"])
                 if why is not None:
                     label = d["description"] or d["name"] or d["backend"]
-                    warnings.warn(
-                        f"sdcpp: device='auto' skips the {d['backend']} device {label!r}: {why}. "
-                        "Running on the next device (the CPU if there is no other); pass "
-                        "device='cpu' to choose it and silence this warning.",
-                        DeviceFallbackWarning,
-                        stacklevel=4,  # the caller of Generator(...)
-                    )
+                    warn_skipped(f"{d['backend']} device {label!r}", why,
+                                 "the next device (the CPU if there is no other)",
+                                 stacklevel=4)  # the caller of Generator(...)
                     continue
             return d["name"]
     return "CPU"
+
+
+def warn_skipped(device: str, why: str, instead: str, stacklevel: int) -> None:
+    """Warn that ``device="auto"`` did not take ``device``; ``stacklevel`` 1 is the caller."""
+    warnings.warn(
+        f"sdcpp: device='auto' skips the {device}: {why}. Running on {instead}; pass "
+        "device='cpu' to choose it and silence this warning.",
+        DeviceFallbackWarning,
+        stacklevel=stacklevel + 1,
+    )

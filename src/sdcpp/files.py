@@ -2,7 +2,9 @@
 
 The engine trusts the files it reads: a header length beyond the end of the file or an offset out
 of range can crash the process. Everything it relies on is checked here first, so a bad file is a
-:class:`~sdcpp.ModelLoadError` that names the file and the problem.
+:class:`~sdcpp.ModelLoadError` that names the file and the problem. A file is told apart as the
+engine tells it (``ModelLoader::init_from_file``): GGUF by its magic, then safetensors, a torch zip
+checkpoint, or a legacy (non-zip) torch pickle; what the engine accepts passes here too.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import struct
 import zipfile
 from pathlib import Path
+
+from ._legacy_checkpoint import legacy_checkpoint_problem
 
 from .errors import ModelLoadError, ModelNotFoundError
 
 __all__ = ["check_model_path", "check_model_file", "DIFFUSERS_PARTS"]
 
-# Element sizes of the safetensors dtypes the engine reads (model_io/safetensors_io.cpp).
+# Element sizes of the safetensors dtypes the engine reads (model_io/safetensors_io.cpp); it skips
+# U8 tensors (such as some checkpoints' masks) without reading them.
 _SAFETENSORS_ITEMSIZE = {
-    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "U8": 1,
 }
 # A real header (names, shapes, offsets) is at most a few MB; more is a corrupt length field.
 _MAX_HEADER_BYTES = 100 * 2**20
@@ -76,6 +82,8 @@ def check_model_file(path: Path, argument: str) -> None:
         _check_gguf(path, head, size, argument)
     elif zipfile.is_zipfile(path):
         _check_torch_zip(path, argument)
+    elif head[:1] == pickle.PROTO:  # as a safetensors header length this would be over 2**56 bytes
+        _check_torch_legacy(path, size, argument)
     else:
         _check_safetensors(path, head, size, argument)
 
@@ -102,6 +110,13 @@ def _check_torch_zip(path: Path, argument: str) -> None:
         raise ModelLoadError(
             f"{argument}: '{path}' is a zip file but not a torch checkpoint (no data.pkl inside)"
         )
+
+
+def _check_torch_legacy(path: Path, size: int, argument: str) -> None:
+    with path.open("rb") as f:
+        problem = legacy_checkpoint_problem(f, size)
+    if problem:
+        raise ModelLoadError(f"{argument}: '{path}' starts as a pickle, but {problem}")
 
 
 def _check_safetensors(path: Path, head: bytes, size: int, argument: str) -> None:

@@ -11,9 +11,9 @@ from typing import Callable, NamedTuple, Optional, Union
 import numpy as np
 
 from . import _core
-from ._logs import logger
-from .devices import devices, resolve_device
-from .errors import InvalidArgumentError
+from ._logs import logger, sync_level
+from .devices import devices, resolve_device, warn_skipped
+from .errors import DeviceError, InvalidArgumentError
 from .files import check_model_path
 from .images import GeneratedImage, ImageInput, input_pixels
 from .names import Sampler, Scheduler
@@ -51,9 +51,10 @@ class Generator:
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
         weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
             ``sdcpp.names``); ``None`` keeps the file's types.
-        device: ``"auto"`` (the first GPU this build supports, else the CPU), ``"cpu"``,
-            ``"cuda"``, ``"cuda:1"``, ``"metal"``, or a ggml device name. ``Generator.device``
-            says which device was taken.
+        device: ``"auto"`` (the first GPU this build supports that starts, else the CPU, with
+            a :class:`DeviceFallbackWarning`), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"metal"``,
+            or a ggml device name; a device named here runs the model or raises DeviceError.
+            ``Generator.device`` says which device was taken.
         threads: CPU threads; ``None`` is one per physical core.
         rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
@@ -67,7 +68,7 @@ class Generator:
     Raises:
         sdcpp.ModelNotFoundError: a path does not exist.
         sdcpp.ModelLoadError: a file is malformed, a folder lacks parts, or the engine refused it.
-        sdcpp.DeviceError: the device is not in this build or not on this machine.
+        sdcpp.DeviceError: the device is not in this build, not on this machine, or failed to start.
     """
 
     def __init__(
@@ -109,23 +110,34 @@ class Generator:
         #: Where the engine's log lines for this Generator go: a child of the ``sdcpp`` logger.
         self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
         ggml_device = resolve_device(device)
-        if flash_attn is None:
-            flash_attn = ggml_device.startswith("CUDA")  # benchmarks/RESULTS.md: faster there only
-        #: Whether the diffusion model runs with flash attention.
-        self.flash_attn: bool = bool(flash_attn)
         self._has_control_net = control_net is not None
-        _core.set_log_level(logger.getEffectiveLevel())
-        self._ctx = _core.Context(
-            **checked,
-            weight_type=weight_type or "",
-            device=ggml_device,
-            rng=rng or "",
-            threads=threads or 0,
-            flash_attn=self.flash_attn,
-            keep_clip_on_cpu=keep_clip_on_cpu,
-            keep_vae_on_cpu=keep_vae_on_cpu,
-            logger=self.logger,
-        )
+        #: Whether the diffusion model runs with flash attention.
+        self.flash_attn: bool = False
+
+        def load(on: str) -> _core.Context:
+            # benchmarks/RESULTS.md: flash attention is faster on CUDA only
+            self.flash_attn = bool(on.startswith("CUDA") if flash_attn is None else flash_attn)
+            return _core.Context(
+                **checked,
+                weight_type=weight_type or "",
+                device=on,
+                rng=rng or "",
+                threads=threads or 0,
+                flash_attn=self.flash_attn,
+                keep_clip_on_cpu=keep_clip_on_cpu,
+                keep_vae_on_cpu=keep_vae_on_cpu,
+                logger=self.logger,
+            )
+
+        sync_level()
+        try:
+            self._ctx = load(ggml_device)
+        except DeviceError as e:
+            if device != "auto" or ggml_device == "CPU":
+                raise  # a device the caller named runs the model or fails, never the CPU in its place
+            warn_skipped(f"device {ggml_device!r}", str(e).splitlines()[0], "the CPU",
+                         stacklevel=2)  # the caller of Generator(...)
+            self._ctx = load("CPU")
         #: The model family the engine detected, e.g. ``"SD 1.x"`` or ``"SDXL"``.
         self.family: str = self._ctx.model_version
         #: The ggml device the model runs on, e.g. ``"CPU"``, ``"CUDA0"`` or ``"MTL0"``.
@@ -187,6 +199,7 @@ class Generator:
             ``batch`` :class:`GeneratedImage` objects (PIL images, RGB) whose ``parameters``
             hold the settings used, the seed of each image included.
         """
+        ticket = self._ctx.begin_generation()  # from here on, cancel() stops this call
         for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
             if not isinstance(text, str):
                 raise InvalidArgumentError(f"{name}: must be a str, not {type(text).__name__}")
@@ -230,7 +243,7 @@ class Generator:
             seed = secrets.randbelow(_SEED_LIMIT - batch + 1)
             logger.info("seed %d", seed)
 
-        _core.set_log_level(logger.getEffectiveLevel())
+        sync_level()
         arrays = self._ctx.generate(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -249,6 +262,7 @@ class Generator:
             control_image=control,
             control_strength=float(control_strength),
             progress=progress,
+            ticket=ticket,
         )
         common = {
             "prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
@@ -263,10 +277,14 @@ class Generator:
         return [GeneratedImage.from_array(a, {**common, "seed": seed + i}) for i, a in enumerate(arrays)]
 
     def cancel(self) -> None:
-        """Stop the generation running in another thread at its next sampling step.
+        """Stop every :meth:`generate` call that has begun on this Generator.
 
-        That thread's :meth:`generate` raises :class:`sdcpp.Cancelled`; the Generator stays usable.
-        A call made while nothing runs has no effect on later generations.
+        The one running stops at its next sampling step (on the CPU, within the step; see
+        ``docs/reliability-runtime.md``); calls that are still checking their arguments or waiting
+        for it stop before they start. Each raises :class:`sdcpp.Cancelled`, and the Generator
+        stays usable: calls begun after ``cancel()`` returns are not affected, so a call made while
+        nothing runs has no effect on later generations. Safe to call from any thread, including
+        from a progress callback.
         """
         self._ctx.cancel()
 
@@ -301,6 +319,7 @@ class Generator:
         """
         if not isinstance(prompt, str):
             raise InvalidArgumentError(f"prompt: must be a str, not {type(prompt).__name__}")
+        sync_level()
         ids, weights = self._ctx.tokenize(prompt)
         return Tokens(ids.tolist(), weights.tolist())
 
@@ -314,6 +333,7 @@ class Generator:
         """
         self._check_size(width, height)
         _check_seed(seed, 1, random=False)
+        sync_level()
         return self._ctx.initial_noise(seed=seed, width=width, height=height)
 
     def sigmas(
@@ -333,6 +353,7 @@ class Generator:
         _check_steps(steps)
         self._check_size(width, height)
         sampler_name, scheduler_name = self._sampler_and_scheduler(sampler, scheduler)
+        sync_level()
         return self._ctx.sigmas(
             steps=steps, sample_method=sampler_name, scheduler=scheduler_name, width=width, height=height
         )
