@@ -50,7 +50,7 @@ void throw_unsupported_op(const CallScope& scope) {
     throw UnsupportedOperation(op + "|" + device);
 }
 
-// 0015-named-device-no-fallback.patch logs this when the device a context was asked for does not
+// 0021-named-device-no-fallback.patch logs this when the device a context was asked for does not
 // start; the engine then refuses the context instead of running on the CPU.
 void throw_device_failure(const std::string& device, const CallScope& scope) {
     if (!device.empty() && scope.problems().find("device '" + device + "' failed to start") != std::string::npos) {
