@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "images.h"
 #include "module.h"
+#include "params.h"
 #include "stable-diffusion.h"
 #include "stages.h"
 
@@ -66,13 +67,6 @@ struct LoadOptions {
     std::string weight_type, device, rng;
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
-};
-
-struct GenerateOptions {
-    std::string prompt, negative_prompt, sample_method, scheduler;
-    int width, height, steps, batch_count, clip_skip;
-    float cfg_scale, strength, control_strength;
-    int64_t seed;
 };
 
 using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -148,7 +142,7 @@ public:
         }
     }
 
-    py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, const std::optional<Pixels>& init_image,
+    py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
                                                     const std::optional<Pixels>& control_image, py::object progress) {
         sd_img_gen_params_t p;
@@ -158,7 +152,7 @@ public:
         p.width                            = o.width;
         p.height                           = o.height;
         p.seed                             = o.seed;
-        p.batch_count                      = o.batch_count;
+        p.batch_count                      = o.batch;
         p.clip_skip                        = o.clip_skip;
         p.sample_params.sample_steps       = o.steps;
         p.sample_params.guidance.txt_cfg   = o.cfg_scale;
@@ -168,7 +162,7 @@ public:
         p.mask_image                       = image_view(mask_image);
         p.control_image                    = image_view(control_image);
         p.sample_params.sample_method =
-            parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+            parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
 
         CallScope scope(std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); });
@@ -192,7 +186,7 @@ public:
             throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
         }
         if (images && (cancelled || scope.has_callback_error())) {
-            ImageBatch discarded(images, o.batch_count);
+            ImageBatch discarded(images, o.batch);
             images = nullptr;
         }
         scope.rethrow_callback_error();
@@ -203,7 +197,7 @@ public:
             throw_unsupported_op(scope);
             throw GenerationError(with_engine_log("the engine produced no image", scope));
         }
-        ImageBatch batch(images, o.batch_count);
+        ImageBatch batch(images, o.batch);
         for (int i = 0; i < batch.size(); ++i) {
             if (!batch[i].data) {
                 throw GenerationError(with_engine_log("the engine failed to decode image " + std::to_string(i), scope));
@@ -324,24 +318,9 @@ calls go to `logger` (default: the "sdcpp" logger).
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
 )pbdoc")
-        .def(
-            "generate",
-            [](Context& self, std::string prompt, std::string negative_prompt, int width, int height, int steps,
-               float cfg_scale, std::string sample_method, std::string scheduler, int64_t seed, int batch_count,
-               int clip_skip, std::optional<Pixels> init_image, std::optional<Pixels> mask_image, float strength,
-               std::optional<Pixels> control_image, float control_strength, py::object progress) {
-                return self.generate(GenerateOptions{prompt, negative_prompt, sample_method, scheduler, width,
-                                                     height, steps, batch_count, clip_skip, cfg_scale, strength,
-                                                     control_strength, seed},
-                                     init_image, mask_image, control_image, std::move(progress));
-            },
-            py::kw_only(), py::arg("prompt"), py::arg("negative_prompt") = "", py::arg("width") = 512,
-            py::arg("height") = 512, py::arg("steps") = 20, py::arg("cfg_scale") = 7.0f,
-            py::arg("sample_method") = "", py::arg("scheduler") = "", py::arg("seed"),
-            py::arg("batch_count") = 1, py::arg("clip_skip") = -1, py::arg("init_image") = py::none(),
-            py::arg("mask_image") = py::none(), py::arg("strength") = 0.75f, py::arg("control_image") = py::none(),
-            py::arg("control_strength") = 0.9f,
-            py::arg("progress").none(true) = py::none(),
+        .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
+             py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
+             py::arg("progress").none(true) = py::none(),
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per

@@ -31,6 +31,7 @@ from .devices import DeviceFallbackWarning
 from .generator import Generator, Tokens
 from .images import GeneratedImage
 from .names import Sampler, Scheduler
+from .params import GenerationParams
 from ._core import __version__
 from .doctor import self_test
 from .profiling import OpProfile, profile_ops
@@ -41,6 +42,7 @@ __all__ = [
     "DeviceError",
     "DeviceFallbackWarning",
     "GeneratedImage",
+    "GenerationParams",
     "GenerationError",
     "Generator",
     "InvalidArgumentError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -48,7 +48,7 @@ class Context:
         """
         For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
         """
-    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
@@ -86,6 +86,71 @@ class Context:
         ...
     @property
     def weight_types(self) -> str:
+        ...
+class GenerationParams:
+    """
+    The settings of one generation; filled by name from sdcpp.GenerationParams.
+    """
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength']
+    negative_prompt: str
+    prompt: str
+    sampler: str
+    scheduler: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def batch(self) -> int:
+        ...
+    @batch.setter
+    def batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cfg_scale(self) -> float:
+        ...
+    @cfg_scale.setter
+    def cfg_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def clip_skip(self) -> int:
+        ...
+    @clip_skip.setter
+    def clip_skip(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def control_strength(self) -> float:
+        ...
+    @control_strength.setter
+    def control_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @height.setter
+    def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def steps(self) -> int:
+        ...
+    @steps.setter
+    def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def strength(self) -> float:
+        ...
+    @strength.setter
+    def strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+    @width.setter
+    def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class ImageBatch:
     """
