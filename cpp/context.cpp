@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "callbacks.h"
 #include "errors.h"
@@ -64,7 +65,7 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
 
 struct LoadOptions {
     std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
-    std::string weight_type, device, rng;
+    std::string weight_type, device, rng, lora_apply_mode;
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
 };
@@ -107,6 +108,10 @@ public:
         }
         if (o.threads > 0) {
             p.n_threads = o.threads;
+        }
+        p.lora_apply_mode = parse_name(o.lora_apply_mode, str_to_lora_apply_mode, LORA_APPLY_MODE_COUNT, "LoRA apply mode");
+        if (p.lora_apply_mode == LORA_APPLY_MODE_COUNT) {
+            p.lora_apply_mode = LORA_APPLY_AUTO;
         }
         p.diffusion_flash_attn = o.flash_attn;
         p.keep_clip_on_cpu     = o.keep_clip_on_cpu;
@@ -161,6 +166,12 @@ public:
         p.init_image                       = image_view(init_image);
         p.mask_image                       = image_view(mask_image);
         p.control_image                    = image_view(control_image);
+        std::vector<sd_lora_t> loras;
+        for (const auto& [path, weight] : o.loras) {
+            loras.push_back(sd_lora_t{false, weight, path.c_str()});
+        }
+        p.loras      = loras.data();
+        p.lora_count = static_cast<uint32_t>(loras.size());
         p.sample_params.sample_method =
             parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
@@ -296,17 +307,18 @@ void register_context(py::module_& m) {
         .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
                          std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
                          std::string weight_type,
-                         std::string device, std::string rng, int threads, bool flash_attn,
+                         std::string device, std::string rng, std::string lora_apply_mode, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
                          py::object logger) {
                  return std::make_unique<Context>(
                      LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
-                                 rng, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap},
+                                 rng, lora_apply_mode, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
+                                 vae_decode_only, mmap},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
              py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
-             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("threads") = 0,
+             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "", py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
              py::arg("logger").none(true) = py::none(),

@@ -4,9 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace sdcpp {
+
+// LoRA file path -> weight.
+using LoraWeights = std::map<std::string, float>;
 
 // One line per field: the struct and its binding are both made from this list. "" and -1 mean
 // "the model's default" where Python's None does.
@@ -23,7 +27,8 @@ namespace sdcpp {
     X(int, batch)                       \
     X(int, clip_skip)                   \
     X(float, strength)                  \
-    X(float, control_strength)
+    X(float, control_strength)          \
+    X(LoraWeights, loras)
 
 struct GenerationParams {
 #define SDCPP_DECLARE_FIELD(type, name) type name{};

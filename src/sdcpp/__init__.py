@@ -30,7 +30,7 @@ from .errors import (
 from .devices import DeviceFallbackWarning
 from .generator import Generator, Tokens
 from .images import GeneratedImage
-from .names import Sampler, Scheduler
+from .names import LoraApplyMode, Sampler, Scheduler
 from .params import GenerationParams
 from ._core import __version__
 from .doctor import self_test
@@ -46,6 +46,7 @@ __all__ = [
     "GenerationError",
     "Generator",
     "InvalidArgumentError",
+    "LoraApplyMode",
     "ModelLoadError",
     "ModelNotFoundError",
     "OpProfile",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import enum
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+import typing
+from typing import Any, Optional, Sequence
 
 from . import GenerationParams, Generator, SdcppError, self_test, system_info
 from .doctor import report
@@ -19,7 +21,7 @@ def _generate(args: argparse.Namespace) -> int:
         progress=lambda step, steps, seconds: print(f"step {step}/{steps} {seconds:.2f}s", file=sys.stderr),
         **{f.name: getattr(args, f.name) for f in settings()},
     )
-    with Generator(args.model, device=args.device, threads=args.threads) as gen:
+    with Generator(args.model, device=args.device, threads=args.threads, lora_dir=args.lora_dir) as gen:
         print(gen, file=sys.stderr)
         images = gen.generate(params)
     for i, image in enumerate(images):
@@ -33,6 +35,21 @@ def _generate(args: argparse.Namespace) -> int:
 _SHORT = {"negative_prompt": "-n", "width": "-W", "height": "-H"}
 
 
+class _Weights(argparse.Action):
+    """``NAME=WEIGHT ...`` -> {NAME: WEIGHT}."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        weights = {}
+        for item in values:
+            name, _, weight = item.rpartition("=")
+            try:
+                weights[name] = float(weight)
+            except ValueError:
+                parser.error(f"{option_string}: {item!r} is not NAME=WEIGHT")
+        setattr(namespace, self.dest, weights)
+
+
 def _add_settings(parser: argparse.ArgumentParser) -> None:
     """One option per setting of GenerationParams (the prompt is positional), with its help and default."""
     for f in settings():
@@ -40,6 +57,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         option = dict(help=f.metadata["help"], default=f.default)
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             option["choices"] = [m.value for m in kind]
+        elif typing.get_origin(kind) is collections.abc.Mapping:
+            option.update(nargs="+", action=_Weights, metavar="NAME=WEIGHT", default={})
         else:
             option["type"] = kind
         if f.name == "prompt":
@@ -77,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", default="out.png")
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int)
+    g.add_argument("--lora-dir", help="folder of LoRA files, named in --loras or as <lora:name:weight> in the prompt")
     return top
 
 

@@ -2,10 +2,11 @@
 Private binding of stable-diffusion.cpp; use the `sdcpp` package instead.
 """
 from __future__ import annotations
+import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -15,7 +16,7 @@ class Context:
         """
         Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
         """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
+    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
         engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
@@ -91,7 +92,7 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength']
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
     negative_prompt: str
     prompt: str
     sampler: str
@@ -127,6 +128,12 @@ class GenerationParams:
         ...
     @height.setter
     def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def loras(self) -> dict[str, float]:
+        ...
+    @loras.setter
+    def loras(self, arg0: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex]) -> None:
         ...
     @property
     def seed(self) -> int:
@@ -166,6 +173,10 @@ class ImageBatch:
 def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
+    """
+def lora_apply_modes() -> list[str]:
+    """
+    LoRA apply modes: when a LoRA is merged into the weights.
     """
 def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple, Optional, Union, overload
 
 import numpy as np
@@ -12,10 +13,11 @@ import numpy as np
 from . import _core
 from ._logs import logger
 from .devices import devices, resolve_device
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage
-from .names import Sampler, Scheduler
+from .loras import resolve_loras, split_prompt
+from .names import LoraApplyMode, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -62,6 +64,10 @@ class Generator:
             where it was measured faster (CUDA: about 7% per image on an H100) and off elsewhere
             (slower on the CPU; not yet measured on Metal). ``Generator.flash_attn`` says which.
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
+        lora_dir: a folder of LoRA files, named in ``generate(loras={name: weight})`` or in the prompt as
+            ``<lora:name:weight>`` (the file name with or without its extension).
+        lora_apply_mode: when LoRAs are applied (a :class:`LoraApplyMode` or its name); ``None`` is
+            ``"auto"``: merged into float weights, computed beside quantized ones.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
@@ -89,6 +95,8 @@ class Generator:
         flash_attn: Optional[bool] = None,
         keep_clip_on_cpu: bool = False,
         keep_vae_on_cpu: bool = False,
+        lora_dir: Optional[PathLike] = None,
+        lora_apply_mode: Union[LoraApplyMode, str, None] = None,
         name: Optional[str] = None,
     ) -> None:
         paths = {
@@ -104,6 +112,16 @@ class Generator:
             )
         if rng is not None and rng not in _core.rng_types():
             raise InvalidArgumentError(f"rng: unknown generator {rng!r}; one of {', '.join(_core.rng_types())}")
+        if lora_apply_mode is not None and lora_apply_mode not in [m.value for m in LoraApplyMode]:
+            raise InvalidArgumentError(
+                f"lora_apply_mode: unknown mode {lora_apply_mode!r}; one of {', '.join(m.value for m in LoraApplyMode)}"
+            )
+        if lora_dir is not None and not Path(lora_dir).is_dir():
+            raise ModelNotFoundError(f"lora_dir: no such folder: '{lora_dir}'")
+        #: When LoRAs are applied (``AUTO``: the engine decides by the weight types).
+        self.lora_apply_mode = LoraApplyMode(lora_apply_mode or "auto")
+        #: The folder LoRAs are looked up in by name, or None.
+        self.lora_dir: Optional[Path] = Path(lora_dir).resolve() if lora_dir is not None else None
         if threads is not None and (not is_int(threads) or threads < 1):
             raise InvalidArgumentError(f"threads: must be a positive integer or None, not {threads!r}")
         self.model = checked.get("model") or checked["diffusion_model"]
@@ -121,6 +139,7 @@ class Generator:
             weight_type=weight_type or "",
             device=ggml_device,
             rng=rng or "",
+            lora_apply_mode=self.lora_apply_mode.value,
             threads=threads or 0,
             flash_attn=self.flash_attn,
             keep_clip_on_cpu=keep_clip_on_cpu,
@@ -172,10 +191,12 @@ class Generator:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
             logger.info("seed %d", seed)
         params = replace(params, sampler=sampler, scheduler=scheduler, seed=seed)
+        prompt, tagged = split_prompt(params.prompt)
+        loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
 
         _core.set_log_level(logger.getEffectiveLevel())
         arrays = self._ctx.generate(
-            to_core(params),
+            to_core(replace(params, prompt=prompt, loras=loras)),
             init_image=params.init_image,
             mask_image=params.mask_image,
             control_image=params.control_image,

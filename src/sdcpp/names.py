@@ -1,4 +1,4 @@
-"""Samplers and schedulers, named exactly as the engine names them.
+"""Samplers, schedulers and LoRA apply modes, named exactly as the engine names them.
 
 The members are written out here so that IDEs and type checkers see them (``Sampler.EULER_A``);
 tests/test_params.py checks that they equal the engine's own name tables. Each member is a ``str``:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Sampler", "Scheduler", "samplers", "schedulers"]
+__all__ = ["LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
 
 
 class _EngineName(str, enum.Enum):
@@ -51,6 +51,20 @@ class Scheduler(_EngineName):
     KL_OPTIMAL = "kl_optimal"
     LCM = "lcm"
     BONG_TANGENT = "bong_tangent"
+
+
+class LoraApplyMode(_EngineName):
+    """When the engine applies a LoRA (``Generator(lora_apply_mode=...)``)."""
+
+    #: IMMEDIATELY for float weights, AT_RUNTIME for quantized ones (the engine's choice).
+    AUTO = "auto"
+    #: Merged into the weights when a generation asks for it: no cost per step. Changing or removing
+    #: LoRAs merges the difference, which leaves rounding in float16 weights: images after removing
+    #: a LoRA differ from the original by a few levels of 255 (2 measured), not exactly.
+    IMMEDIATELY = "immediately"
+    #: Computed beside the unchanged weights at every step: the weights are never modified, so
+    #: removing a LoRA gives the original image exactly.
+    AT_RUNTIME = "at_runtime"
 
 
 def samplers() -> list[str]:

@@ -11,8 +11,10 @@ Adding a setting is one field here and one line in cpp/params.h.
 
 from __future__ import annotations
 
+import collections.abc
 import enum
 import math
+import os
 import typing
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar, Union
@@ -46,11 +48,12 @@ _SETTING, _INPUT = "setting", "input"
 
 def _setting(
     default: Any, help: str, *, min: Optional[float] = None, max: Optional[float] = None, unset: Any = None,
-    check: Optional[Callable[[GenerationParams, Any], None]] = None,
+    check: Optional[Callable[[GenerationParams, Any], None]] = None, factory: Optional[Callable[[], Any]] = None,
 ) -> Any:
-    """A setting: ``unset`` is the engine's value for None, ``check(params, value)`` a further check."""
+    """A setting: ``unset`` is the engine's value for None, ``check(params, value)`` a further check;
+    ``factory`` makes the default of a mutable type."""
     meta = {"role": _SETTING, "help": help, "min": min, "max": max, "unset": unset, "check": check}
-    return field(default=default, metadata=meta)
+    return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
 
 
 def _input(help: str) -> Any:
@@ -92,10 +95,8 @@ class GenerationParams:
     ``params`` holds the values used.
     """
 
-    prompt: str = field(
-        metadata={"role": _SETTING, "help": "what to draw; the engine's emphasis syntax (word:1.2) is understood",
-                  "check": lambda p, _: _check_text(p, "prompt")}
-    )
+    prompt: str = _setting(MISSING, "what to draw; the engine's emphasis syntax (word:1.2) is understood",
+                           check=lambda p, _: _check_text(p, "prompt"))
     negative_prompt: str = _setting("", "what to steer away from", check=lambda p, _: _check_text(p, "negative_prompt"))
     width: int = _setting(512, "image width in pixels, a multiple of Generator.size_multiple (64 for SD 1.x/2.x/XL)", min=1)
     height: int = _setting(512, "image height in pixels, a multiple of Generator.size_multiple", min=1)
@@ -112,6 +113,10 @@ class GenerationParams:
     strength: float = _setting(0.75, "image to image: how much of init_image is repainted", min=0, max=1)
     control_strength: float = _setting(0.9, "weight of the ControlNet's condition (needs Generator(control_net=...))",
                                        min=0, max=10)
+    loras: Mapping[str, float] = _setting(
+        None, "LoRA file path, or name in Generator(lora_dir=...), -> weight; <lora:name:weight> in the prompt "
+        "adds to these", factory=dict,
+    )
     init_image: Optional[ImageInput] = _input(
         "image to image: start from this picture (PIL image in mode RGB/L/P, or a uint8 (height, width, 3) "
         "array) of exactly width x height"
@@ -179,6 +184,8 @@ def check_field(name: str, value: Any) -> Any:
         if value not in allowed:
             raise InvalidArgumentError(f"{name}: unknown {name} {value!r}; one of {', '.join(allowed)}")
         return hint(value)
+    if typing.get_origin(hint) is collections.abc.Mapping:
+        return _check_weights(name, value)
     if hint is str:
         if not isinstance(value, str):
             raise InvalidArgumentError(f"{name}: must be a str, not {type(value).__name__}")
@@ -188,6 +195,17 @@ def check_field(name: str, value: Any) -> Any:
     if not is_type or (lo is not None and value < lo) or (hi is not None and value > hi):
         raise InvalidArgumentError(f"{name}: must be {_expected(hint, lo, hi, optional)}, not {value!r}")
     return int(value) if hint is int else float(value)
+
+
+def _check_weights(name: str, value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(f"{name}: must be a dict of name -> weight, not {type(value).__name__}")
+    out = {}
+    for key, weight in value.items():
+        if not isinstance(key, (str, os.PathLike)) or not is_number(weight) or not math.isfinite(weight):
+            raise InvalidArgumentError(f"{name}: {key!r}: {weight!r} is not a name or path -> finite weight")
+        out[os.fspath(key)] = float(weight)
+    return out
 
 
 def to_core(params: GenerationParams) -> Any:
