@@ -66,6 +66,7 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
 struct LoadOptions {
     std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
     std::string weight_type, device, rng, lora_apply_mode;
+    std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
 };
@@ -109,6 +110,12 @@ public:
         if (o.threads > 0) {
             p.n_threads = o.threads;
         }
+        std::vector<sd_embedding_t> embeddings;
+        for (const auto& [name, path] : o.embeddings) {
+            embeddings.push_back(sd_embedding_t{name.c_str(), path.c_str()});
+        }
+        p.embeddings      = embeddings.data();
+        p.embedding_count = static_cast<uint32_t>(embeddings.size());
         p.lora_apply_mode = parse_name(o.lora_apply_mode, str_to_lora_apply_mode, LORA_APPLY_MODE_COUNT, "LoRA apply mode");
         if (p.lora_apply_mode == LORA_APPLY_MODE_COUNT) {
             p.lora_apply_mode = LORA_APPLY_AUTO;
@@ -307,25 +314,27 @@ void register_context(py::module_& m) {
         .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
                          std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
                          std::string weight_type,
-                         std::string device, std::string rng, std::string lora_apply_mode, int threads, bool flash_attn,
+                         std::string device, std::string rng, std::string lora_apply_mode,
+                         std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
                          py::object logger) {
                  return std::make_unique<Context>(
                      LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
-                                 rng, lora_apply_mode, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
+                                 rng, lora_apply_mode, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
                                  vae_decode_only, mmap},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
              py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
-             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "", py::arg("threads") = 0,
+             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "",
+             py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
-Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
-engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
-calls go to `logger` (default: the "sdcpp" logger).
+Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
+log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.

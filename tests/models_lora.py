@@ -2,7 +2,7 @@
 the wild: kohya / AUTOMATIC1111 LoRA names (``lora_unet_..._to_q.lora_down.weight``), diffusers / PEFT
 names (``unet.down_blocks...to_q.lora_A.weight``), and an A1111 embedding (``emb_params``).
 
-Small (a few MB each): a rank-4 update of every UNet attention projection and of the text encoder's
+Small (a few MB at most): a rank-4 update of every UNet attention projection and of the text encoder's
 self-attention, large enough to change a 64x64 image visibly.
 """
 
@@ -74,3 +74,11 @@ def write_peft_lora(path, *, seed: int = 2) -> Path:
 def lora_tensor_count(peft: bool = False) -> int:
     """How many tensors a file has (kohya: down, up, alpha; PEFT: A, B), to check the engine applied all."""
     return (2 if peft else 3) * len(_targets())
+
+
+def write_embedding(path, *, vectors: int = 2, seed: int = 3) -> Path:
+    """An AUTOMATIC1111 textual-inversion file: ``emb_params`` of shape (vectors, 768), of the size of
+    the test model's token embeddings (standard deviation 0.02)."""
+    values = np.random.default_rng(seed).standard_normal((vectors, _CLIP_DIM), dtype=np.float32) * np.float32(0.02)
+    write_safetensors(path, {"emb_params": values.astype(np.float16)})
+    return Path(path)

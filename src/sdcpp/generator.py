@@ -6,7 +6,7 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Union, overload
+from typing import Any, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .devices import devices, resolve_device
 from .errors import InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage
-from .loras import resolve_loras, split_prompt
+from .loras import find_embeddings, resolve_loras, split_prompt
 from .names import LoraApplyMode, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
@@ -66,6 +66,9 @@ class Generator:
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
         lora_dir: a folder of LoRA files, named in ``generate(loras={name: weight})`` or in the prompt as
             ``<lora:name:weight>`` (the file name with or without its extension).
+        embeddings: textual-inversion embeddings: a folder of them or a list of files (``.safetensors``
+            with A1111's ``emb_params``, ``.pt``, ``.gguf``); each file's name without extension, in
+            lower case, is the word that stands for it in prompts. Other words stay text.
         lora_apply_mode: when LoRAs are applied (a :class:`LoraApplyMode` or its name); ``None`` is
             ``"auto"``: merged into float weights, computed beside quantized ones.
         name: the engine's log lines for this Generator's calls go to the logger
@@ -96,6 +99,7 @@ class Generator:
         keep_clip_on_cpu: bool = False,
         keep_vae_on_cpu: bool = False,
         lora_dir: Optional[PathLike] = None,
+        embeddings: Union[PathLike, Sequence[PathLike], None] = None,
         lora_apply_mode: Union[LoraApplyMode, str, None] = None,
         name: Optional[str] = None,
     ) -> None:
@@ -118,6 +122,8 @@ class Generator:
             )
         if lora_dir is not None and not Path(lora_dir).is_dir():
             raise ModelNotFoundError(f"lora_dir: no such folder: '{lora_dir}'")
+        #: Textual-inversion tokens -> their files.
+        self.embeddings: dict[str, str] = find_embeddings(embeddings) if embeddings is not None else {}
         #: When LoRAs are applied (``AUTO``: the engine decides by the weight types).
         self.lora_apply_mode = LoraApplyMode(lora_apply_mode or "auto")
         #: The folder LoRAs are looked up in by name, or None.
@@ -140,6 +146,7 @@ class Generator:
             device=ggml_device,
             rng=rng or "",
             lora_apply_mode=self.lora_apply_mode.value,
+            embeddings=list(self.embeddings.items()),
             threads=threads or 0,
             flash_attn=self.flash_attn,
             keep_clip_on_cpu=keep_clip_on_cpu,
@@ -155,6 +162,9 @@ class Generator:
         #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
         self.size_multiple: int = self._ctx.spatial_multiple
         self.logger.info("loaded %s", self)
+        if self.embeddings:
+            # The engine leaves any other word as text without a word in its log: say which are tokens.
+            self.logger.info("embeddings (words in prompts that stand for them): %s", ", ".join(self.embeddings))
 
     @overload
     def generate(self, params: GenerationParams, /) -> list[GeneratedImage]: ...

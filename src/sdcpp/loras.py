@@ -1,4 +1,7 @@
-"""LoRA files: found by path or by name in a folder, from ``loras=`` and ``<lora:name:weight>`` in prompts.
+"""LoRA and textual-inversion files: found by path or by name in a folder.
+
+LoRAs come from ``loras=`` and ``<lora:name:weight>`` in prompts; embeddings from
+``Generator(embeddings=...)``, each the token its file's name (without extension) makes.
 
 The engine's library takes a list of (path, weight); the ``<lora:...>`` prompt syntax is its command
 line's (examples/common in stable-diffusion.cpp), done here the same way: the tags are removed from
@@ -12,12 +15,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 from .errors import InvalidArgumentError
 from .files import check_model_path
 
-__all__ = ["LORA_EXTENSIONS", "resolve_loras", "split_prompt"]
+__all__ = ["LORA_EXTENSIONS", "find_embeddings", "resolve_loras", "split_prompt"]
 
 #: The file types the engine reads LoRAs from, in the order a bare name is tried.
 LORA_EXTENSIONS = (".safetensors", ".gguf", ".pt", ".ckpt")
@@ -61,3 +64,25 @@ def _find(name: str, lora_dir: Optional[Path]) -> Path:
     raise InvalidArgumentError(
         f"loras: no LoRA {name!r} in {os.fspath(lora_dir)}; it has: {', '.join(have) or 'none'}"
     )
+
+
+#: The file types the engine's command line takes embeddings from, when given a folder.
+EMBEDDING_EXTENSIONS = (".safetensors", ".gguf", ".pt")
+
+
+def find_embeddings(embeddings: Union[str, os.PathLike[str], Iterable[Union[str, os.PathLike[str]]]]) -> dict[str, str]:
+    """A folder of embedding files, or a list of files -> token (the file's stem) -> checked path."""
+    if isinstance(embeddings, (str, os.PathLike)):
+        folder = Path(embeddings).expanduser()
+        if not folder.is_dir():
+            raise InvalidArgumentError(f"embeddings: {os.fspath(folder)!r} is not a folder; give a folder or a list of files")
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in EMBEDDING_EXTENSIONS)
+    else:
+        files = [Path(f) for f in embeddings]
+    out: dict[str, str] = {}
+    for f in files:
+        token = f.stem.lower()  # the engine matches tokens in lower case
+        if token in out:
+            raise InvalidArgumentError(f"embeddings: two files make the token {token!r}: {out[token]} and {f}")
+        out[token] = str(check_model_path(f, f"embeddings: {f.name!r}"))
+    return out
