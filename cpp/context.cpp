@@ -8,11 +8,13 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "callbacks.h"
 #include "errors.h"
 #include "images.h"
 #include "module.h"
+#include "params.h"
 #include "stable-diffusion.h"
 #include "stages.h"
 
@@ -103,16 +105,10 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
 
 struct LoadOptions {
     std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
-    std::string weight_type, device, rng;
+    std::string weight_type, device, rng, lora_apply_mode;
+    std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
-};
-
-struct GenerateOptions {
-    std::string prompt, negative_prompt, sample_method, scheduler;
-    int width, height, steps, batch_count, clip_skip;
-    float cfg_scale, strength, control_strength;
-    int64_t seed;
 };
 
 using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -153,6 +149,16 @@ public:
         }
         if (o.threads > 0) {
             p.n_threads = o.threads;
+        }
+        std::vector<sd_embedding_t> embeddings;
+        for (const auto& [name, path] : o.embeddings) {
+            embeddings.push_back(sd_embedding_t{name.c_str(), path.c_str()});
+        }
+        p.embeddings      = embeddings.data();
+        p.embedding_count = static_cast<uint32_t>(embeddings.size());
+        p.lora_apply_mode = parse_name(o.lora_apply_mode, str_to_lora_apply_mode, LORA_APPLY_MODE_COUNT, "LoRA apply mode");
+        if (p.lora_apply_mode == LORA_APPLY_MODE_COUNT) {
+            p.lora_apply_mode = LORA_APPLY_AUTO;
         }
         p.diffusion_flash_attn = o.flash_attn;
         p.keep_clip_on_cpu     = o.keep_clip_on_cpu;
@@ -201,7 +207,7 @@ public:
     // waiting for another generation on this Generator.
     uint64_t begin_generation() { return issued_.fetch_add(1) + 1; }
 
-    py::typing::List<py::array_t<uint8_t>> generate(const GenerateOptions& o, const std::optional<Pixels>& init_image,
+    py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
                                                     const std::optional<Pixels>& control_image, py::object progress,
                                                     uint64_t ticket) {
@@ -212,7 +218,7 @@ public:
         p.width                            = o.width;
         p.height                           = o.height;
         p.seed                             = o.seed;
-        p.batch_count                      = o.batch_count;
+        p.batch_count                      = o.batch;
         p.clip_skip                        = o.clip_skip;
         p.sample_params.sample_steps       = o.steps;
         p.sample_params.guidance.txt_cfg   = o.cfg_scale;
@@ -221,8 +227,14 @@ public:
         p.init_image                       = image_view(init_image);
         p.mask_image                       = image_view(mask_image);
         p.control_image                    = image_view(control_image);
+        std::vector<sd_lora_t> loras;
+        for (const auto& [path, weight] : o.loras) {
+            loras.push_back(sd_lora_t{false, weight, path.c_str()});
+        }
+        p.loras      = loras.data();
+        p.lora_count = static_cast<uint32_t>(loras.size());
         p.sample_params.sample_method =
-            parse_name(o.sample_method, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+            parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
 
         if (ticket == 0) {
@@ -253,7 +265,7 @@ public:
             throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
         }
         if (images && (cancelled || scope.has_callback_error())) {
-            ImageBatch discarded(images, o.batch_count);
+            ImageBatch discarded(images, o.batch);
             images = nullptr;
         }
         scope.rethrow_callback_error();
@@ -264,7 +276,7 @@ public:
             throw_unsupported_op(scope);
             throw GenerationError(with_engine_log("the engine produced no image", scope));
         }
-        ImageBatch batch(images, o.batch_count);
+        ImageBatch batch(images, o.batch);
         for (int i = 0; i < batch.size(); ++i) {
             if (!batch[i].data) {
                 throw GenerationError(with_engine_log("the engine failed to decode image " + std::to_string(i), scope));
@@ -398,46 +410,34 @@ void register_context(py::module_& m) {
         .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
                          std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
                          std::string weight_type,
-                         std::string device, std::string rng, int threads, bool flash_attn,
+                         std::string device, std::string rng, std::string lora_apply_mode,
+                         std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
                          py::object logger) {
                  return std::make_unique<Context>(
                      LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
-                                 rng, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap},
+                                 rng, lora_apply_mode, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
+                                 vae_decode_only, mmap},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
              py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
-             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("threads") = 0,
+             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "",
+             py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
-Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
-engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
-calls go to `logger` (default: the "sdcpp" logger).
+Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
+log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
 )pbdoc")
-        .def(
-            "generate",
-            [](Context& self, std::string prompt, std::string negative_prompt, int width, int height, int steps,
-               float cfg_scale, std::string sample_method, std::string scheduler, int64_t seed, int batch_count,
-               int clip_skip, std::optional<Pixels> init_image, std::optional<Pixels> mask_image, float strength,
-               std::optional<Pixels> control_image, float control_strength, py::object progress, uint64_t ticket) {
-                return self.generate(GenerateOptions{prompt, negative_prompt, sample_method, scheduler, width,
-                                                     height, steps, batch_count, clip_skip, cfg_scale, strength,
-                                                     control_strength, seed},
-                                     init_image, mask_image, control_image, std::move(progress), ticket);
-            },
-            py::kw_only(), py::arg("prompt"), py::arg("negative_prompt") = "", py::arg("width") = 512,
-            py::arg("height") = 512, py::arg("steps") = 20, py::arg("cfg_scale") = 7.0f,
-            py::arg("sample_method") = "", py::arg("scheduler") = "", py::arg("seed"),
-            py::arg("batch_count") = 1, py::arg("clip_skip") = -1, py::arg("init_image") = py::none(),
-            py::arg("mask_image") = py::none(), py::arg("strength") = 0.75f, py::arg("control_image") = py::none(),
-            py::arg("control_strength") = 0.9f,
-            py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
+        .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
+             py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
+             py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per

@@ -9,6 +9,7 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_names(m);
     sdcpp::register_system(m);
     sdcpp::register_images(m);
+    sdcpp::register_params(m);
     sdcpp::register_context(m);
     sdcpp::register_ops(m);
     sdcpp::register_probe(m);

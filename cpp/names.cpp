@@ -1,4 +1,4 @@
-// The engine's own name tables (samplers, schedulers, RNGs, weight types), read through its
+// The engine's own name tables (samplers, schedulers, LoRA apply modes, RNGs, weight types), read through its
 // *_name / str_to_* helpers so that nothing here re-types them.
 #include <pybind11/stl.h>
 
@@ -36,6 +36,9 @@ void register_names(py::module_& m) {
     m.def("schedulers", [] {
         return names<scheduler_t>(SCHEDULER_COUNT, sd_scheduler_name, str_to_scheduler);
     }, "Scheduler names, in the engine's order.");
+    m.def("lora_apply_modes", [] {
+        return names<lora_apply_mode_t>(LORA_APPLY_MODE_COUNT, sd_lora_apply_mode_name, str_to_lora_apply_mode);
+    }, "LoRA apply modes: when a LoRA is merged into the weights.");
     m.def("rng_types", [] {
         return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
     }, "Random number generator names.");

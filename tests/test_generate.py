@@ -66,13 +66,17 @@ def test_png_metadata_round_trips(generator: sdcpp.Generator, tmp_path: Path) ->
     image = generator.generate("a lighthouse", "blurry", seed=5, sampler="euler", cfg_scale=6.5, **SMALL)[0]
     image.save(tmp_path / "out.png")
     params = sdcpp.GeneratedImage.read_parameters(tmp_path / "out.png")
-    assert params == image.parameters
-    assert params["prompt"] == "a lighthouse" and params["negative_prompt"] == "blurry"
-    assert params["seed"] == 5 and params["sampler"] == "euler" and params["cfg_scale"] == 6.5
-    assert params["scheduler"] in sdcpp.names.schedulers()
+    assert params == image.params
+    assert params.prompt == "a lighthouse" and params.negative_prompt == "blurry"
+    assert params.seed == 5 and params.sampler is sdcpp.Sampler.EULER and params.cfg_scale == 6.5
+    assert params.scheduler in sdcpp.Scheduler
+    assert image.parameters == {**params.to_dict(), "model": "sd15.safetensors", "family": "SD 1.x",
+                                "sdcpp_version": sdcpp.__version__, "inputs": []}
     with Image.open(tmp_path / "out.png") as png:
         assert png.info["parameters"].startswith("a lighthouse\nNegative prompt: blurry\nSteps: 2")
         np.testing.assert_array_equal(np.asarray(png), pixels(image))
+    again = generator.generate(params)[0]
+    np.testing.assert_array_equal(pixels(again), pixels(image))
 
 
 def test_samplers_and_schedulers_come_from_the_engine(generator: sdcpp.Generator) -> None:
@@ -213,7 +217,7 @@ def test_image_to_image_starts_from_the_init_image(generator: sdcpp.Generator) -
     assert np.abs(a.astype(int) - b).mean() > 1, "a different init image must change the result"
     same = generator.generate("x", seed=4, steps=4, width=64, height=64, init_image=np.asarray(gray), strength=0.3)
     np.testing.assert_array_equal(pixels(same[0]), a)
-    assert same[0].parameters["strength"] == 0.3
+    assert same[0].params.strength == 0.3
 
 
 def test_inpainting_repaints_the_masked_area_only(generator: sdcpp.Generator) -> None:
@@ -225,7 +229,7 @@ def test_inpainting_repaints_the_masked_area_only(generator: sdcpp.Generator) ->
 
     def inpaint(mask: np.ndarray, prompt: str = "x") -> np.ndarray:
         out = generator.generate(prompt, seed=1, steps=4, width=64, height=64, init_image=init, mask_image=mask)
-        assert out[0].parameters["inpainting"] is True
+        assert out[0].parameters["inputs"] == ["init_image", "mask_image"]
         return pixels(out[0]).astype(float)
 
     # The engine keeps the init image's latent where the mask is black, at every step.

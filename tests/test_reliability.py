@@ -18,6 +18,7 @@ import pytest
 
 import sdcpp
 from sdcpp import _core
+from sdcpp.params import to_core
 
 from .child import run_python
 from .models import write_safetensors
@@ -243,7 +244,8 @@ def test_generation_memory_stays_flat(generator: sdcpp.Generator) -> None:
 
 
 def test_engine_images_are_freed_when_python_drops_them(generator: sdcpp.Generator) -> None:
-    arrays = generator._ctx.generate(prompt="x", width=64, height=64, steps=1, seed=1, batch_count=2)
+    params = sdcpp.GenerationParams("x", width=64, height=64, steps=1, seed=1, batch=2, sampler="euler", scheduler="discrete")
+    arrays = generator._ctx.generate(to_core(params))
     assert _core.ImageBatch.live_count() == 1
     base = arrays[0].base
     assert isinstance(base, _core.ImageBatch) and arrays[1].base is base, "arrays view the engine's memory"

@@ -32,7 +32,8 @@ from .generator import Generator, Tokens
 from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
-from .names import Sampler, Scheduler
+from .names import LoraApplyMode, Sampler, Scheduler
+from .params import GenerationParams
 from ._core import __version__
 from .doctor import self_test
 from .profiling import OpProfile, profile_ops
@@ -44,9 +45,11 @@ __all__ = [
     "DeviceFallbackWarning",
     "FileExistsSdcppError",
     "GeneratedImage",
+    "GenerationParams",
     "GenerationError",
     "Generator",
     "InvalidArgumentError",
+    "LoraApplyMode",
     "ModelInfo",
     "ModelLoadError",
     "ModelNotFoundError",

@@ -1,44 +1,74 @@
-"""Command line: ``sdcpp info``, ``sdcpp doctor``, ``sdcpp generate MODEL PROMPT``, ``sdcpp inspect PATH``
-and ``sdcpp convert SRC DST``."""
+"""Command line: ``sdcpp info``, ``sdcpp doctor``, ``sdcpp generate MODEL PROMPT``, ``sdcpp inspect PATH``,
+``sdcpp convert SRC DST`` and ``sdcpp serve MODEL``."""
 
 from __future__ import annotations
 
 import argparse
+import collections.abc
+import enum
 import json
 import logging
 import sys
-from typing import Optional, Sequence
+import typing
+from typing import Any, Optional, Sequence
 
-from . import Generator, SdcppError, self_test, system_info
+from . import GenerationParams, Generator, SdcppError, self_test, system_info
 from .doctor import report
-from .tools_cli import add_tool_commands
-from .names import samplers, schedulers
+from .params import field_type, settings
 from .server import cli as server_cli
+from .tools_cli import add_tool_commands
 
 
 def _generate(args: argparse.Namespace) -> int:
-    with Generator(args.model, device=args.device, threads=args.threads) as gen:
+    params = GenerationParams(
+        progress=lambda step, steps, seconds: print(f"step {step}/{steps} {seconds:.2f}s", file=sys.stderr),
+        **{f.name: getattr(args, f.name) for f in settings()},
+    )
+    with Generator(args.model, device=args.device, threads=args.threads, lora_dir=args.lora_dir) as gen:
         print(gen, file=sys.stderr)
-        images = gen.generate(
-            args.prompt,
-            args.negative_prompt,
-            width=args.width,
-            height=args.height,
-            steps=args.steps,
-            cfg_scale=args.cfg_scale,
-            sampler=args.sampler,
-            scheduler=args.scheduler,
-            seed=args.seed,
-            batch=args.batch,
-            progress=lambda step, steps, seconds: print(
-                f"step {step}/{steps} {seconds:.2f}s", file=sys.stderr
-            ),
-        )
+        images = gen.generate(params)
     for i, image in enumerate(images):
         path = args.output if len(images) == 1 else args.output.replace(".png", f"-{i}.png")
         image.save(path)
-        print(f"{path} seed={image.parameters['seed']}")
+        print(f"{path} seed={image.params.seed}")
     return 0
+
+
+# Short forms of a few options, as other Stable Diffusion command lines spell them.
+_SHORT = {"negative_prompt": "-n", "width": "-W", "height": "-H"}
+
+
+class _Weights(argparse.Action):
+    """``NAME=WEIGHT ...`` -> {NAME: WEIGHT}."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: Optional[str] = None) -> None:
+        weights = {}
+        for item in values:
+            name, _, weight = item.rpartition("=")
+            try:
+                weights[name] = float(weight)
+            except ValueError:
+                parser.error(f"{option_string}: {item!r} is not NAME=WEIGHT")
+        setattr(namespace, self.dest, weights)
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """One option per setting of GenerationParams (the prompt is positional), with its help and default."""
+    for f in settings():
+        kind, _ = field_type(f.name)
+        option = dict(help=f.metadata["help"], default=f.default)
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            option["choices"] = [m.value for m in kind]
+        elif typing.get_origin(kind) is collections.abc.Mapping:
+            option.update(nargs="+", action=_Weights, metavar="NAME=WEIGHT", default={})
+        else:
+            option["type"] = kind
+        if f.name == "prompt":
+            parser.add_argument("prompt", help=f.metadata["help"])
+            continue
+        flags = [_SHORT[f.name]] if f.name in _SHORT else []
+        parser.add_argument(*flags, "--" + f.name.replace("_", "-"), **option)
 
 
 def _doctor(device: Optional[str]) -> int:
@@ -55,31 +85,28 @@ def _doctor(device: Optional[str]) -> int:
     return 1 if failed else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="sdcpp", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="show the engine's log")
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line's parser; ``generate`` has one option per setting of GenerationParams."""
+    top = argparse.ArgumentParser(prog="sdcpp", description=__doc__)
+    top.add_argument("-v", "--verbose", action="store_true", help="show the engine's log")
+    sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions, backends, devices and CPU features as JSON")
     d = sub.add_parser("doctor", help="list the devices and check their kernels against the CPU and numpy")
     d.add_argument("--device", help="check only this device (default: all)")
     g = sub.add_parser("generate", help="generate images from a prompt")
     g.add_argument("model", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
-    g.add_argument("prompt")
-    g.add_argument("-n", "--negative-prompt", default="")
+    _add_settings(g)
     g.add_argument("-o", "--output", default="out.png")
-    g.add_argument("-W", "--width", type=int, default=512)
-    g.add_argument("-H", "--height", type=int, default=512)
-    g.add_argument("--steps", type=int, default=20)
-    g.add_argument("--cfg-scale", type=float, default=7.0)
-    g.add_argument("--sampler", choices=samplers())
-    g.add_argument("--scheduler", choices=schedulers())
-    g.add_argument("--seed", type=int, default=-1)
-    g.add_argument("--batch", type=int, default=1)
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int)
+    g.add_argument("--lora-dir", help="folder of LoRA files, named in --loras or as <lora:name:weight> in the prompt")
     add_tool_commands(sub)
     server_cli.add_parser(sub)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         if args.command == "info":

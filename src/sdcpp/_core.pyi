@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -16,22 +16,18 @@ class Context:
         """
         Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
         """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
+    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
         """
-        Loads a model. Paths that are empty are not used; `device` is a ggml device name ("" = the
-        engine's default); `threads` <= 0 means one per physical core; engine log lines of this context's
-        calls go to `logger` (default: the "sdcpp" logger).
+        Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+        a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
+        log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
         """
-    def begin_generation(self) -> int:
-        """
-        A ticket for generate(): cancel() stops the generations whose ticket was taken before it.
-        """
     def cancel(self) -> None:
         """
-        Stops the generation running and those that have a ticket (begin_generation) but wait for it.
+        Stops the generation running in another thread at its next step.
         """
     def close(self) -> None:
         """
@@ -53,17 +49,15 @@ class Context:
         """
         For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
         """
-    def generate(self, *, prompt: str, negative_prompt: str = '', width: typing.SupportsInt | typing.SupportsIndex = 512, height: typing.SupportsInt | typing.SupportsIndex = 512, steps: typing.SupportsInt | typing.SupportsIndex = 20, cfg_scale: typing.SupportsFloat | typing.SupportsIndex = 7.0, sample_method: str = '', scheduler: str = '', seed: typing.SupportsInt | typing.SupportsIndex, batch_count: typing.SupportsInt | typing.SupportsIndex = 1, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, strength: typing.SupportsFloat | typing.SupportsIndex = 0.75, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_strength: typing.SupportsFloat | typing.SupportsIndex = 0.8999999761581421, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
-        `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
         
         Raises:
-            sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
-            RuntimeError: called from a progress callback or log handler of a call on this context.
+            sdcpp.Cancelled: cancel() was called from another thread.
             KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
@@ -94,6 +88,77 @@ class Context:
     @property
     def weight_types(self) -> str:
         ...
+class GenerationParams:
+    """
+    The settings of one generation; filled by name from sdcpp.GenerationParams.
+    """
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
+    negative_prompt: str
+    prompt: str
+    sampler: str
+    scheduler: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def batch(self) -> int:
+        ...
+    @batch.setter
+    def batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cfg_scale(self) -> float:
+        ...
+    @cfg_scale.setter
+    def cfg_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def clip_skip(self) -> int:
+        ...
+    @clip_skip.setter
+    def clip_skip(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def control_strength(self) -> float:
+        ...
+    @control_strength.setter
+    def control_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @height.setter
+    def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def loras(self) -> dict[str, float]:
+        ...
+    @loras.setter
+    def loras(self, arg0: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def seed(self) -> int:
+        ...
+    @seed.setter
+    def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def steps(self) -> int:
+        ...
+    @steps.setter
+    def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def strength(self) -> float:
+        ...
+    @strength.setter
+    def strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+    @width.setter
+    def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 class ImageBatch:
     """
     Engine-owned pixels of one generation; the base of the arrays it returns.
@@ -109,21 +174,9 @@ def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
     """
-def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
+def lora_apply_modes() -> list[str]:
     """
-    Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
-    dst ends in .safetensors. weight_type is a ggml type name; rules are the engine's "regex=type,..."
-    per-tensor overrides. progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
-    
-    Raises sdcpp.ModelLoadError when the engine fails, with its log.
-    """
-def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
-    """
-    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
-    """
-def ggml_types() -> list[tuple[int, str, int, int]]:
-    """
-    ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
+    LoRA apply modes: when a LoRA is merged into the weights.
     """
 def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """

@@ -2,34 +2,37 @@
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import secrets
-from typing import Callable, NamedTuple, Optional, Union
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
 from . import _core
 from ._logs import logger, sync_level
 from .devices import devices, resolve_device, warn_skipped
-from .errors import DeviceError, InvalidArgumentError
+from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
-from .images import GeneratedImage, ImageInput, input_pixels
-from .names import Sampler, Scheduler
+from .images import GeneratedImage
+from .loras import find_embeddings, resolve_loras, split_prompt
+from .names import LoraApplyMode, Sampler, Scheduler
+from .params import (
+    SEED_LIMIT,
+    GenerationParams,
+    ProgressCallback,
+    check_field,
+    check_seed,
+    is_int,
+    is_number,
+    params_signature,
+    to_core,
+)
 
 __all__ = ["Generator", "ProgressCallback", "Tokens"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-#: ``progress(step, steps, seconds_per_step)``, called on the generating thread (step 0 at the start).
-ProgressCallback = Callable[[int, int, float], object]
-
-_MAX_STEPS = 10_000
-# The engine's prompt parsing and tokenizing slow down sharply past this (a 10k-character prompt
-# took 2.5 s to encode, a 100k-character one did not finish in 5 minutes).
-_MAX_PROMPT_CHARS = 10_000
-_MAX_BATCH = 64
-_SEED_LIMIT = 2**63  # the engine's seed is an int64_t, and image i of a batch uses seed + i
 
 
 class Tokens(NamedTuple):
@@ -62,6 +65,13 @@ class Generator:
             where it was measured faster (CUDA: about 7% per image on an H100) and off elsewhere
             (slower on the CPU; not yet measured on Metal). ``Generator.flash_attn`` says which.
         keep_clip_on_cpu, keep_vae_on_cpu: run these parts on the CPU to save GPU memory.
+        lora_dir: a folder of LoRA files, named in ``generate(loras={name: weight})`` or in the prompt as
+            ``<lora:name:weight>`` (the file name with or without its extension).
+        embeddings: textual-inversion embeddings: a folder of them or a list of files (``.safetensors``
+            with A1111's ``emb_params``, ``.pt``, ``.gguf``); each file's name without extension, in
+            lower case, is the word that stands for it in prompts. Other words stay text.
+        lora_apply_mode: when LoRAs are applied (a :class:`LoraApplyMode` or its name); ``None`` is
+            ``"auto"``: merged into float weights, computed beside quantized ones.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
@@ -89,6 +99,9 @@ class Generator:
         flash_attn: Optional[bool] = None,
         keep_clip_on_cpu: bool = False,
         keep_vae_on_cpu: bool = False,
+        lora_dir: Optional[PathLike] = None,
+        embeddings: Union[PathLike, Sequence[PathLike], None] = None,
+        lora_apply_mode: Union[LoraApplyMode, str, None] = None,
         name: Optional[str] = None,
     ) -> None:
         paths = {
@@ -104,7 +117,19 @@ class Generator:
             )
         if rng is not None and rng not in _core.rng_types():
             raise InvalidArgumentError(f"rng: unknown generator {rng!r}; one of {', '.join(_core.rng_types())}")
-        if threads is not None and (not _is_int(threads) or threads < 1):
+        if lora_apply_mode is not None and lora_apply_mode not in [m.value for m in LoraApplyMode]:
+            raise InvalidArgumentError(
+                f"lora_apply_mode: unknown mode {lora_apply_mode!r}; one of {', '.join(m.value for m in LoraApplyMode)}"
+            )
+        if lora_dir is not None and not Path(lora_dir).is_dir():
+            raise ModelNotFoundError(f"lora_dir: no such folder: '{lora_dir}'")
+        #: Textual-inversion tokens -> their files.
+        self.embeddings: dict[str, str] = find_embeddings(embeddings) if embeddings is not None else {}
+        #: When LoRAs are applied (``AUTO``: the engine decides by the weight types).
+        self.lora_apply_mode = LoraApplyMode(lora_apply_mode or "auto")
+        #: The folder LoRAs are looked up in by name, or None.
+        self.lora_dir: Optional[Path] = Path(lora_dir).resolve() if lora_dir is not None else None
+        if threads is not None and (not is_int(threads) or threads < 1):
             raise InvalidArgumentError(f"threads: must be a positive integer or None, not {threads!r}")
         self.model = checked.get("model") or checked["diffusion_model"]
         #: Where the engine's log lines for this Generator go: a child of the ``sdcpp`` logger.
@@ -122,6 +147,8 @@ class Generator:
                 weight_type=weight_type or "",
                 device=on,
                 rng=rng or "",
+                lora_apply_mode=self.lora_apply_mode.value,
+                embeddings=list(self.embeddings.items()),
                 threads=threads or 0,
                 flash_attn=self.flash_attn,
                 keep_clip_on_cpu=keep_clip_on_cpu,
@@ -147,134 +174,65 @@ class Generator:
         #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
         self.size_multiple: int = self._ctx.spatial_multiple
         self.logger.info("loaded %s", self)
+        if self.embeddings:
+            # The engine leaves any other word as text without a word in its log: say which are tokens.
+            self.logger.info("embeddings (words in prompts that stand for them): %s", ", ".join(self.embeddings))
 
-    def generate(
-        self,
-        prompt: str,
-        negative_prompt: str = "",
-        *,
-        width: int = 512,
-        height: int = 512,
-        steps: int = 20,
-        cfg_scale: float = 7.0,
-        sampler: Union[Sampler, str, None] = None,
-        scheduler: Union[Scheduler, str, None] = None,
-        seed: int = -1,
-        batch: int = 1,
-        clip_skip: Optional[int] = None,
-        init_image: Optional[ImageInput] = None,
-        mask_image: Optional[ImageInput] = None,
-        strength: float = 0.75,
-        control_image: Optional[ImageInput] = None,
-        control_strength: float = 0.9,
-        progress: Optional[ProgressCallback] = None,
-    ) -> list[GeneratedImage]:
-        """Generate ``batch`` images from a text prompt.
+    @overload
+    def generate(self, params: GenerationParams, /) -> list[GeneratedImage]: ...
 
-        Args:
-            prompt: what to draw; the engine's emphasis syntax ``(word:1.2)`` is understood.
-            negative_prompt: what to steer away from.
-            width, height: image size in pixels, a multiple of ``Generator.size_multiple``
-                (64 for SD 1.x/2.x/XL).
-            steps: sampling steps, 1 to 10000.
-            cfg_scale: classifier-free guidance scale (finite).
-            sampler, scheduler: a :class:`Sampler` / :class:`Scheduler` or its name; ``None``
-                takes the model's default (reported in each image's parameters).
-            seed: image ``i`` of the batch uses ``seed + i``; ``-1`` draws a random seed.
-            batch: number of images, 1 to 64.
-            clip_skip: skip the last ``clip_skip - 1`` text-encoder layers; ``None`` is the
-                model's default.
-            init_image: image-to-image: start from this picture (PIL image in mode RGB/L/P, or a
-                uint8 ``(height, width, 3)`` array) of exactly ``width`` x ``height``.
-            mask_image: inpainting: repaint where the mask (mode L/1, or ``(height, width)``
-                uint8) is white; needs ``init_image``.
-            strength: how much of ``init_image`` is repainted, 0 to 1.
-            control_image, control_strength: the ControlNet's condition image and weight; needs
-                ``Generator(control_net=...)``.
-            progress: called as ``progress(0, steps, 0.0)`` when sampling starts, then as
-                ``progress(step, steps, seconds_per_step)`` after each step, on this thread; an
-                exception it raises is raised here once the generation returns.
+    @overload
+    @params_signature(GenerationParams)
+    def generate(self, *args: Any, **kwargs: Any) -> list[GeneratedImage]: ...
+
+    def generate(self, *args: Any, **kwargs: Any) -> list[GeneratedImage]:
+        """Generate ``batch`` images from a text prompt (and input images).
+
+        Takes a :class:`GenerationParams`, or its fields as arguments:
+        ``generate("a lighthouse", "blurry", steps=20, seed=42)``. Each field's meaning, default and
+        bounds are in :class:`GenerationParams` (``print(GenerationParams.describe())``).
 
         Returns:
-            ``batch`` :class:`GeneratedImage` objects (PIL images, RGB) whose ``parameters``
-            hold the settings used, the seed of each image included.
+            ``batch`` :class:`GeneratedImage` objects (PIL images, RGB) whose ``params`` hold the
+            settings used, each image's own seed included.
+
+        Raises:
+            sdcpp.InvalidArgumentError: a setting or input is out of bounds; the message names it.
+            sdcpp.Cancelled: :meth:`cancel` was called from another thread.
+            sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
         ticket = self._ctx.begin_generation()  # from here on, cancel() stops this call
-        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
-            if not isinstance(text, str):
-                raise InvalidArgumentError(f"{name}: must be a str, not {type(text).__name__}")
-            if len(text) > _MAX_PROMPT_CHARS:
-                raise InvalidArgumentError(
-                    f"{name}: {len(text)} characters is more than the {_MAX_PROMPT_CHARS} allowed; "
-                    "the text encoder only sees about 75 tokens per chunk anyway"
-                )
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise InvalidArgumentError(
-                    f"{name}: is not valid Unicode text (unpaired surrogate at index {e.start}); "
-                    "decode bytes with errors='replace' first"
-                ) from None
-        self._check_size(width, height)
-        self._check_memory(width, height)
-        _check_steps(steps)
-        if not _is_number(cfg_scale) or not math.isfinite(cfg_scale):
-            raise InvalidArgumentError(f"cfg_scale: must be a finite number, not {cfg_scale!r}")
-        if not _is_int(batch) or not 1 <= batch <= _MAX_BATCH:
-            raise InvalidArgumentError(f"batch: must be an integer from 1 to {_MAX_BATCH}, not {batch!r}")
-        _check_seed(seed, batch)
-        if clip_skip is not None and (not _is_int(clip_skip) or clip_skip < 1):
-            raise InvalidArgumentError(f"clip_skip: must be a positive integer or None, not {clip_skip!r}")
-        for name, value in (("strength", strength), ("control_strength", control_strength)):
-            if not _is_number(value) or not 0 <= value <= (1 if name == "strength" else 10):
-                limit = 1 if name == "strength" else 10
-                raise InvalidArgumentError(f"{name}: must be a number from 0 to {limit}, not {value!r}")
-        if mask_image is not None and init_image is None:
-            raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
-        if control_image is not None and not self._has_control_net:
+        given = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], GenerationParams) else None
+        params = given or GenerationParams(*args, **kwargs)
+        self._check_size(params.width, params.height)
+        self._check_memory(params.width, params.height)
+        if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
-        init = input_pixels(init_image, "init_image", width, height)
-        mask = input_pixels(mask_image, "mask_image", width, height, mask=True)
-        control = input_pixels(control_image, "control_image", width, height)
-        if progress is not None and not callable(progress):
-            raise InvalidArgumentError(f"progress: must be callable or None, not {type(progress).__name__}")
-        sampler_name, scheduler_name = self._sampler_and_scheduler(sampler, scheduler)
+        sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
+        seed = params.seed
         if seed == -1:
-            seed = secrets.randbelow(_SEED_LIMIT - batch + 1)
+            seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
             logger.info("seed %d", seed)
+        params = replace(params, sampler=sampler, scheduler=scheduler, seed=seed)
+        prompt, tagged = split_prompt(params.prompt)
+        loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
 
         sync_level()
         arrays = self._ctx.generate(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            width=width,
-            height=height,
-            steps=steps,
-            cfg_scale=float(cfg_scale),
-            sample_method=sampler_name,
-            scheduler=scheduler_name,
-            seed=seed,
-            batch_count=batch,
-            clip_skip=-1 if clip_skip is None else clip_skip,
-            init_image=init,
-            mask_image=mask,
-            strength=float(strength),
-            control_image=control,
-            control_strength=float(control_strength),
-            progress=progress,
+            to_core(replace(params, prompt=prompt, loras=loras)),
+            init_image=params.init_image,
+            mask_image=params.mask_image,
+            control_image=params.control_image,
+            progress=params.progress,
             ticket=ticket,
         )
-        common = {
-            "prompt": prompt, "negative_prompt": negative_prompt, "width": width, "height": height,
-            "steps": steps, "cfg_scale": float(cfg_scale), "sampler": sampler_name,
-            "scheduler": scheduler_name, "clip_skip": clip_skip, "model": os.path.basename(self.model),
-            "family": self.family, "sdcpp_version": _core.__version__,
+        info = {
+            "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
+            "inputs": [n for n in ("init_image", "mask_image", "control_image") if getattr(params, n) is not None],
         }
-        if init is not None:
-            common.update(strength=float(strength), inpainting=mask is not None)
-        if control is not None:
-            common.update(control_strength=float(control_strength))
-        return [GeneratedImage.from_array(a, {**common, "seed": seed + i}) for i, a in enumerate(arrays)]
+        return [
+            GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
+        ]
 
     def cancel(self) -> None:
         """Stop every :meth:`generate` call that has begun on this Generator.
@@ -332,7 +290,7 @@ class Generator:
         seeded with ``seed``, so other pipelines can start from the same noise.
         """
         self._check_size(width, height)
-        _check_seed(seed, 1, random=False)
+        check_seed(seed, 1, random=False)
         sync_level()
         return self._ctx.initial_noise(seed=seed, width=width, height=height)
 
@@ -350,28 +308,28 @@ class Generator:
         ``sampler`` and ``scheduler`` default as in :meth:`generate`; the size matters only to
         models whose schedule depends on it.
         """
-        _check_steps(steps)
+        check_field("steps", steps)
         self._check_size(width, height)
         sampler_name, scheduler_name = self._sampler_and_scheduler(sampler, scheduler)
         sync_level()
         return self._ctx.sigmas(
-            steps=steps, sample_method=sampler_name, scheduler=scheduler_name, width=width, height=height
+            steps=steps, sample_method=sampler_name.value, scheduler=scheduler_name.value, width=width, height=height
         )
 
     def _check_size(self, width: object, height: object) -> None:
         multiple = self.size_multiple
         for name, value in (("width", width), ("height", height)):
-            if not _is_int(value) or value < multiple or value % multiple:
-                nearest = max(multiple, round(value / multiple) * multiple) if _is_number(value) else 512
+            if not is_int(value) or value < multiple or value % multiple:
+                nearest = max(multiple, round(value / multiple) * multiple) if is_number(value) else 512
                 raise InvalidArgumentError(
                     f"{name}: must be a positive multiple of {multiple} for {self.family} models, "
                     f"not {value!r}; try {nearest}"
                 )
 
-    def _sampler_and_scheduler(self, sampler: object, scheduler: object) -> tuple[str, str]:
-        sampler_name = _choice(sampler, Sampler, "sampler") or self._ctx.default_sample_method()
-        scheduler_name = _choice(scheduler, Scheduler, "scheduler") or self._ctx.default_scheduler(sampler_name)
-        return sampler_name, scheduler_name
+    def _sampler_and_scheduler(self, sampler: object, scheduler: object) -> tuple[Sampler, Scheduler]:
+        """The sampler and scheduler named, or the model's defaults for None."""
+        chosen = check_field("sampler", sampler) or Sampler(self._ctx.default_sample_method())
+        return chosen, check_field("scheduler", scheduler) or Scheduler(self._ctx.default_scheduler(chosen.value))
 
     @property
     def closed(self) -> bool:
@@ -392,36 +350,6 @@ class Generator:
             return f"<Generator {self.model!r} (closed)>"
         weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
-
-
-def _check_steps(steps: object) -> None:
-    if not _is_int(steps) or not 1 <= steps <= _MAX_STEPS:
-        raise InvalidArgumentError(f"steps: must be an integer from 1 to {_MAX_STEPS}, not {steps!r}")
-
-
-def _check_seed(seed: object, batch: int, random: bool = True) -> None:
-    lowest = -1 if random else 0
-    if not _is_int(seed) or not lowest <= seed <= _SEED_LIMIT - batch:
-        raise InvalidArgumentError(
-            f"seed: must be {'-1 (random) or ' if random else ''}an integer from 0 to 2**63 - {batch}, not {seed!r}"
-        )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _choice(value: object, names: type, argument: str) -> Optional[str]:
-    if value is None:
-        return None
-    allowed = [m.value for m in names]  # type: ignore[attr-defined]
-    if value not in allowed:
-        raise InvalidArgumentError(f"{argument}: unknown {argument} {value!r}; one of {', '.join(allowed)}")
-    return str(names(value).value)
 
 
 def _parse_weight_types(text: str) -> dict[str, dict[str, int]]:

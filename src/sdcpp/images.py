@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any, Mapping, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .params import GenerationParams
 
 __all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels"]
 
@@ -24,19 +27,24 @@ SDCPP_KEY = "sdcpp"
 class GeneratedImage(Image.Image):
     """A PIL image that remembers how it was made.
 
-    ``image.parameters`` is a dict of the generation settings (prompt, seed, sampler, ...). Saving
-    as PNG writes them as text chunks (``parameters`` and ``sdcpp``) unless ``pnginfo=`` is
-    given; :meth:`read_parameters` reads them back from a saved file.
+    ``image.params`` is the :class:`sdcpp.GenerationParams` that makes this image again (its own
+    seed, a batch of 1, the sampler and scheduler used); ``image.parameters`` is the same as a dict
+    (:meth:`GenerationParams.to_dict`) with the model's file name and family and the sdcpp version
+    added, and ``inputs``: the input images given. Saving as PNG writes that dict as text chunks
+    (``parameters`` as web UIs write it, ``sdcpp`` as JSON) unless ``pnginfo=`` is given;
+    :meth:`read_parameters` reads the parameters back from a saved file.
     """
 
+    params: GenerationParams
     parameters: dict[str, Any]
 
     @classmethod
-    def from_array(cls, pixels: np.ndarray, parameters: Mapping[str, Any]) -> GeneratedImage:
+    def from_array(cls, pixels: np.ndarray, params: GenerationParams, info: Mapping[str, Any]) -> GeneratedImage:
         base = Image.fromarray(pixels)
         image = cls()
         image.__dict__.update(base.__dict__)
-        image.parameters = dict(parameters)
+        image.params = params
+        image.parameters = {**params.to_dict(), **info}
         image.info[PARAMETERS_KEY] = _a1111_text(image.parameters)
         image.info[SDCPP_KEY] = json.dumps(image.parameters)
         return image
@@ -50,10 +58,15 @@ class GeneratedImage(Image.Image):
         super().save(fp, format, **params)
 
     @staticmethod
-    def read_parameters(path: str | Any) -> dict[str, Any]:
-        """The generation parameters stored in a PNG saved by sdcpp."""
+    def read_parameters(path: str | Any) -> GenerationParams:
+        """The generation parameters stored in a PNG saved by sdcpp: ``generate(params)`` remakes it.
+
+        The whole JSON record, model name included, is the PNG text chunk ``sdcpp`` (``SDCPP_KEY``).
+        """
+        from .params import GenerationParams  # params imports this module for its image checks
+
         with Image.open(path) as im:
-            return json.loads(im.info[SDCPP_KEY])
+            return GenerationParams.from_dict(json.loads(im.info[SDCPP_KEY]))
 
 
 def _a1111_text(p: Mapping[str, Any]) -> str:

@@ -1,31 +1,70 @@
-"""Samplers and schedulers, named exactly as the engine names them.
+"""Samplers, schedulers and LoRA apply modes, named exactly as the engine names them.
 
-The members are read from the engine's own tables when sdcpp is imported, so a newer engine brings
-its new samplers along. Each member is a ``str``: ``Sampler.EULER_A == "euler_a"``.
+The members are written out here so that IDEs and type checkers see them (``Sampler.EULER_A``);
+tests/test_params.py checks that they equal the engine's own name tables. Each member is a ``str``:
+``Sampler.EULER_A == "euler_a"``.
 """
 
 from __future__ import annotations
 
 import enum
 
-from . import _core
-
-__all__ = ["Sampler", "Scheduler", "samplers", "schedulers"]
+__all__ = ["LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
 
 
-def _member_name(engine_name: str) -> str:
-    return engine_name.upper().replace("++", "PP")
+class _EngineName(str, enum.Enum):
+    def __str__(self) -> str:  # "euler", not "Sampler.EULER"
+        return str(self.value)
 
 
-def _str_enum(name: str, values: list[str], doc: str) -> type[enum.Enum]:
-    cls = enum.Enum(name, [(_member_name(v), v) for v in values], type=str, module=__name__)
-    cls.__doc__ = doc
-    cls.__str__ = str.__str__  # type: ignore[method-assign]  # "euler", not "Sampler.EULER"
-    return cls
+class Sampler(_EngineName):
+    """A sampling method of the engine."""
+
+    EULER = "euler"
+    EULER_A = "euler_a"
+    HEUN = "heun"
+    DPM2 = "dpm2"
+    DPMPP2S_A = "dpm++2s_a"
+    DPMPP2M = "dpm++2m"
+    DPMPP2MV2 = "dpm++2mv2"
+    IPNDM = "ipndm"
+    IPNDM_V = "ipndm_v"
+    LCM = "lcm"
+    DDIM_TRAILING = "ddim_trailing"
+    TCD = "tcd"
+    RES_MULTISTEP = "res_multistep"
+    RES_2S = "res_2s"
+    ER_SDE = "er_sde"
 
 
-Sampler = _str_enum("Sampler", _core.sample_methods(), "A sampling method of the engine.")
-Scheduler = _str_enum("Scheduler", _core.schedulers(), "A noise schedule of the engine.")
+class Scheduler(_EngineName):
+    """A noise schedule of the engine."""
+
+    DISCRETE = "discrete"
+    KARRAS = "karras"
+    EXPONENTIAL = "exponential"
+    AYS = "ays"
+    GITS = "gits"
+    SGM_UNIFORM = "sgm_uniform"
+    SIMPLE = "simple"
+    SMOOTHSTEP = "smoothstep"
+    KL_OPTIMAL = "kl_optimal"
+    LCM = "lcm"
+    BONG_TANGENT = "bong_tangent"
+
+
+class LoraApplyMode(_EngineName):
+    """When the engine applies a LoRA (``Generator(lora_apply_mode=...)``)."""
+
+    #: IMMEDIATELY for float weights, AT_RUNTIME for quantized ones (the engine's choice).
+    AUTO = "auto"
+    #: Merged into the weights when a generation asks for it: no cost per step. Changing or removing
+    #: LoRAs merges the difference, which leaves rounding in float16 weights: images after removing
+    #: a LoRA differ from the original by a few levels of 255 (2 measured), not exactly.
+    IMMEDIATELY = "immediately"
+    #: Computed beside the unchanged weights at every step: the weights are never modified, so
+    #: removing a LoRA gives the original image exactly.
+    AT_RUNTIME = "at_runtime"
 
 
 def samplers() -> list[str]:

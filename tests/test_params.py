@@ -1,0 +1,94 @@
+"""One definition of a generation's parameters: GenerationParams, the engine's struct, the metadata, the CLI."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+
+import numpy as np
+import pytest
+
+import sdcpp
+from sdcpp import GenerationParams, _core
+from sdcpp.__main__ import parser
+from sdcpp.params import settings, to_core
+
+SMALL = dict(width=64, height=64, steps=2)
+
+
+def test_sampler_and_scheduler_enums_are_the_engines_name_tables() -> None:
+    assert [s.value for s in sdcpp.Sampler] == _core.sample_methods()
+    assert [s.value for s in sdcpp.Scheduler] == _core.schedulers()
+
+
+def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
+    assert [f.name for f in settings()] == _core.GenerationParams.fields
+
+
+def test_to_core_fills_every_field_by_name() -> None:
+    # Distinct values per field, so that two fields swapped anywhere on the way would show.
+    params = GenerationParams(
+        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, sampler="heun", scheduler="karras", seed=11,
+        batch=2, clip_skip=5, strength=0.25, control_strength=0.5,
+    )
+    core = to_core(params)
+    assert {f.name: getattr(core, f.name) for f in settings()} == params.to_dict()
+    unset = to_core(GenerationParams("a"))
+    assert (unset.sampler, unset.scheduler, unset.clip_skip) == ("", "", -1)
+
+
+def test_values_are_stored_as_their_field_types() -> None:
+    params = GenerationParams("x", cfg_scale=7, sampler="euler_a", steps=np.int64(3))
+    assert params.cfg_scale == 7.0 and isinstance(params.cfg_scale, float)
+    assert params.sampler is sdcpp.Sampler.EULER_A and type(params.steps) is int
+    assert GenerationParams.from_dict({**params.to_dict(), "model": "ignored.safetensors"}) == params
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(steps=True), r"^steps: must be an integer from 1 to 10000, not True"),
+        (dict(steps="4"), r"^steps: must be an integer from 1 to 10000, not '4'"),
+        (dict(cfg_scale=math.nan), r"^cfg_scale: must be a finite number, not nan"),
+        (dict(clip_skip=0), r"^clip_skip: must be a positive integer or None, not 0"),
+        (dict(strength=-0.1), r"^strength: must be a number from 0 to 1, not -0.1"),
+        (dict(width=0), r"^width: must be a positive integer, not 0"),
+        (dict(seed=2**63 - 1, batch=2), r"^seed: must be -1 \(random\) or an integer from 0 to 2\*\*63 - 2"),
+        (dict(sampler="bogus"), r"^sampler: unknown sampler 'bogus'; one of euler, euler_a"),
+        (dict(negative_prompt=3), r"^negative_prompt: must be a str, not int"),
+    ],
+)
+def test_params_check_themselves_once_made(kwargs: dict, message: str) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match=message):
+        GenerationParams("x", **kwargs)
+
+
+def test_frozen() -> None:
+    with pytest.raises(AttributeError):
+        GenerationParams("x").steps = 3  # type: ignore[misc]
+
+
+def test_every_field_has_help() -> None:
+    assert all(f.metadata["help"] for f in fields(GenerationParams))
+    assert "steps (<class 'int'>, default 20): sampling steps" in GenerationParams.describe()
+
+
+def test_command_line_has_one_option_per_setting() -> None:
+    args = parser().parse_args(
+        ["generate", "model.safetensors", "a lighthouse", "-W", "128", "--cfg-scale", "5", "--clip-skip", "2",
+         "--sampler", "euler", "--control-strength", "0.5", "--loras", "style=0.8", "/a/b=c.safetensors=1"]
+    )
+    params = GenerationParams(**{f.name: getattr(args, f.name) for f in settings()})
+    assert params == GenerationParams("a lighthouse", width=128, cfg_scale=5.0, clip_skip=2, sampler="euler",
+                                      control_strength=0.5, loras={"style": 0.8, "/a/b=c.safetensors": 1.0})
+    assert parser().parse_args(["generate", "m", "p"]).loras == {}
+
+
+def test_generate_takes_params_or_keywords_and_each_image_remakes_itself(generator: sdcpp.Generator) -> None:
+    batch = generator.generate(GenerationParams("a lighthouse", seed=21, batch=2, **SMALL))
+    by_keywords = generator.generate("a lighthouse", seed=21, batch=2, **SMALL)
+    for a, b in zip(batch, by_keywords):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    second = batch[1].params
+    assert (second.seed, second.batch) == (22, 1) and second.sampler is not None and second.scheduler is not None
+    np.testing.assert_array_equal(np.asarray(generator.generate(second)[0]), np.asarray(batch[1]))
