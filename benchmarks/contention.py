@@ -1,7 +1,8 @@
 """Seconds per sampling step on the CPU, as it is and with another process busy on one core, for
 libgomp's default barrier spinning and for sdcpp's shorter default (src/sdcpp/_openmp.py).
 
-    python benchmarks/contention.py [--size 128] [--steps 6]
+    python benchmarks/contention.py [--size 128] [--steps 6] [--threads N]
+    taskset -c 0,1 python benchmarks/contention.py --threads 2   # two cores of a larger machine
 
 Each case runs in its own process on the random-weight SD1.5 model (built once into
 SDCPP_TEST_MODELS or a temporary folder); the busy process is a Python loop. Writes
@@ -32,7 +33,7 @@ SETTINGS = {"libgomp default": "300000", "sdcpp default": "1000", "passive": "0"
 
 CHILD = """
 import json, sys, sdcpp
-gen = sdcpp.Generator(sys.argv[1], device="cpu")
+gen = sdcpp.Generator(sys.argv[1], device="cpu", threads=int(sys.argv[4]) or None)
 size, steps = int(sys.argv[2]), int(sys.argv[3])
 times = []
 gen.generate("x", seed=1, width=size, height=size, steps=steps, progress=lambda s, n, t: times.append(t))
@@ -45,10 +46,10 @@ def busy() -> None:
         pass
 
 
-def seconds_per_step(model: Path, spin: str, size: int, steps: int, timeout: float) -> float | None:
+def seconds_per_step(model: Path, spin: str, size: int, steps: int, threads: int, timeout: float) -> float | None:
     env = {**os.environ, "GOMP_SPINCOUNT": spin}
     try:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(model), str(size), str(steps)],
+        out = subprocess.run([sys.executable, "-c", CHILD, str(model), str(size), str(steps), str(threads)],
                              capture_output=True, text=True, env=env, timeout=timeout, check=True)
     except subprocess.TimeoutExpired:
         return None
@@ -59,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=0, help="engine threads (0: its default)")
     parser.add_argument("--timeout", type=float, default=600, help="per case; a case past it is reported as such")
     args = parser.parse_args()
     # The test suite's cache folder for this version of tests/models.py (tests/conftest.py).
@@ -77,7 +79,7 @@ def main() -> None:
         try:
             for name, spin in SETTINGS.items():
                 rows.append({"load": load, "setting": name, "GOMP_SPINCOUNT": spin,
-                             "s_per_step": seconds_per_step(model, spin, args.size, args.steps, args.timeout)})
+                             "s_per_step": seconds_per_step(model, spin, args.size, args.steps, args.threads, args.timeout)})
                 print(rows[-1], flush=True)
         finally:
             if hog:
