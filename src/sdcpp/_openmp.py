@@ -4,9 +4,10 @@ ggml's CPU backend runs each graph node inside an OpenMP team and meets at a bar
 node, over a thousand times per UNet evaluation. libgomp's default is to spin about 300,000 times
 at a barrier before sleeping, which is right on an idle machine and ruinous on a busy one: when
 another process (or a hypervisor) takes a core, the thread left running spins away its whole time
-slice waiting for one that cannot run. Measured here with a loaded 2-core machine, SD1.5 at 64x64:
-over 600 s for 6 steps with the default, 3 s per step with a spin count of 1,000
-(benchmarks/contention.py measures it). A short spin keeps the fast path and bounds the slow one.
+slice waiting for one that cannot run. Measured on two cores (benchmarks/results/contention-2-cores-of-16.md,
+SD1.5 128x128): with nothing else running, 0.96 s per step with libgomp's default and 0.98 s with a
+spin count of 1,000; with one busy process beside it, 2.1 s per step with 1,000 and more than 120 s
+for 6 steps with the default. A short spin keeps the fast path and bounds the slow one.
 
 libgomp reads its environment once, when it is loaded with the compiled module, so this runs
 before ``sdcpp._core`` is imported. A user's own OpenMP settings are never overridden.
