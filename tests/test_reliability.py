@@ -365,7 +365,7 @@ def test_a_cancel_before_text_encoding_ends_before_sampling_without_an_error_in_
 
 def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error(sd15_file: Path) -> None:
     # In a child interpreter: on a deadlock the test fails by its timeout instead of hanging.
-    script = textwrap.dedent(
+    script = (
         f"""
         import logging, sdcpp
         gen = sdcpp.Generator({str(sd15_file)!r}, device="cpu")
@@ -396,7 +396,7 @@ def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error
         print("closed", gen.closed)
         """
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    out = run_python(script, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     for name in ("close", "generate", "tokenize"):
