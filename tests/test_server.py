@@ -145,7 +145,7 @@ def test_img2img_inpaints_with_a_mask(client: httpx.Client) -> None:
     assert data["parameters"]["init_images"] is None and data["parameters"]["mask"] is None
     assert json.loads(data["info"])["denoising_strength"] == 0.5
     parameters = json.loads(decode_png(data["images"][0]).info["sdcpp"])
-    assert parameters["strength"] == 0.5 and parameters["inpainting"] is True
+    assert parameters["strength"] == 0.5 and parameters["inputs"] == ["init_image", "mask_image"]
 
 
 def test_openai_generation_returns_b64_json_pngs(client: httpx.Client) -> None:
@@ -170,7 +170,7 @@ def test_openai_edit_repaints_where_the_mask_is_transparent(client: httpx.Client
     assert response.status_code == 200, response.text
     result = decode_png(response.json()["data"][0]["b64_json"])
     parameters = json.loads(result.info["sdcpp"])
-    assert result.size == (64, 64) and parameters["inpainting"] is True and parameters["strength"] == 1.0
+    assert result.size == (64, 64) and parameters["inputs"] == ["init_image", "mask_image"] and parameters["strength"] == 1.0
 
 
 def _post_in_thread(server: ServerProcess, path: str, body: dict, results: dict, key: str) -> threading.Thread:
