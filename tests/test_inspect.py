@@ -205,7 +205,7 @@ def _gguf_string(s: bytes, length: int | None = None) -> bytes:
         (lambda p: p.write_bytes(struct.pack("<Q", 5) + b"{nope"), "not JSON"),
         (lambda p: zipfile.ZipFile(p, "w").writestr("archive/data.pkl", b"\x80\x02garbage"), "pickle cannot be read"),
         (lambda p: p.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"garbage"), "pickle cannot be read"),
-        (lambda p: p.write_bytes(pickle.dumps({"state_dict": {}}, protocol=2)), "header length field"),
+        (lambda p: p.write_bytes(pickle.dumps({"state_dict": {}}, protocol=2)), "starts as a pickle"),
     ],
 )
 def test_hostile_files_are_model_load_errors(tmp_path: Path, make, problem: str) -> None:

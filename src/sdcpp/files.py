@@ -74,6 +74,7 @@ def check_model_file(path: Path, argument: str) -> None:
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(8)
+            after_length = f.read(1)
     except OSError as e:
         raise ModelLoadError(f"{argument}: cannot read '{path}': {e.strerror}") from e
     if size == 0:
@@ -82,7 +83,9 @@ def check_model_file(path: Path, argument: str) -> None:
         _check_gguf(path, head, size, argument)
     elif zipfile.is_zipfile(path):
         _check_torch_zip(path, argument)
-    elif head[:1] == pickle.PROTO:  # as a safetensors header length this would be over 2**56 bytes
+    elif head[:1] == pickle.PROTO and after_length != b"{":
+        # A safetensors file starts with its header's length (little-endian, so 0x80 first for one
+        # length in 256) and then the header's "{"; a pickle starts with PROTO and has no "{" opcode.
         _check_torch_legacy(path, size, argument)
     else:
         _check_safetensors(path, head, size, argument)
