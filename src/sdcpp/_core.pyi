@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -25,9 +25,13 @@ class Context:
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
         """
+    def begin_generation(self) -> int:
+        """
+        A ticket for generate(): cancel() stops the generations whose ticket was taken before it.
+        """
     def cancel(self) -> None:
         """
-        Stops the generation running in another thread at its next step.
+        Stops the generation running and those that have a ticket (begin_generation) but wait for it.
         """
     def close(self) -> None:
         """
@@ -49,15 +53,21 @@ class Context:
         """
         For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
         """
-    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def encode_vector(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, width: typing.SupportsInt | typing.SupportsIndex = 1024, height: typing.SupportsInt | typing.SupportsIndex = 1024) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.
+        """
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+        `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
         
         Raises:
-            sdcpp.Cancelled: cancel() was called from another thread.
+            sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
+            RuntimeError: called from a progress callback or log handler of a call on this context.
             KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
@@ -173,6 +183,22 @@ class ImageBatch:
 def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
+    """
+def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
+    """
+    Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
+    dst ends in .safetensors. weight_type is a ggml type name; rules are the engine's "regex=type,..."
+    per-tensor overrides. progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
+    
+    Raises sdcpp.ModelLoadError when the engine fails, with its log.
+    """
+def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
+    """
+    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
+    """
+def ggml_types() -> list[tuple[int, str, int, int]]:
+    """
+    ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
     """
 def lora_apply_modes() -> list[str]:
     """
