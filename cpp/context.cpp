@@ -493,12 +493,19 @@ Raises:
             "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).")
         .def(
             "encode_tokens",
-            [](Context& self, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& ids,
-               const FloatArray& weights, int clip_skip) {
+            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip) {
                 return encode_tokens(self.stage_runner(), ids, weights, clip_skip);
             },
             py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
             "For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.")
+        .def(
+            "encode_vector",
+            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip, int width, int height) {
+                return encode_vector(self.stage_runner(), ids, weights, clip_skip, width, height);
+            },
+            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1, py::arg("width") = 1024,
+            py::arg("height") = 1024,
+            "For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.")
         .def(
             "diffusion_model",
             [](Context& self, const FloatArray& x, float timestep, const FloatArray& context) {

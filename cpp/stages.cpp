@@ -40,6 +40,13 @@ int dim(const py::array& a, py::ssize_t i) {
     return static_cast<int>(a.shape(i));
 }
 
+void check_tokens(const IdArray& ids, const FloatArray& weights) {
+    check_dims(ids, 1, "ids");
+    if (weights.ndim() != 1 || weights.shape(0) != ids.shape(0)) {
+        throw py::value_error("weights: expected one weight per token id");
+    }
+}
+
 }  // namespace
 
 std::pair<py::array_t<int32_t>, py::array_t<float>> tokenize(const StageRunner& run, const std::string& prompt) {
@@ -58,19 +65,26 @@ std::pair<py::array_t<int32_t>, py::array_t<float>> tokenize(const StageRunner& 
     return {py::array_t<int32_t>(n, ids.data()), py::array_t<float>(n, weights.data())};
 }
 
-py::array_t<float> encode_tokens(const StageRunner& run,
-                                 const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& ids,
-                                 const FloatArray& weights, int clip_skip) {
-    check_dims(ids, 1, "ids");
-    if (weights.ndim() != 1 || weights.shape(0) != ids.shape(0)) {
-        throw py::value_error("weights: expected one weight per token id");
-    }
+py::array_t<float> encode_tokens(const StageRunner& run, const IdArray& ids, const FloatArray& weights, int clip_skip) {
+    check_tokens(ids, weights);
     EngineTensor out;
     run("encode the tokens", [&](sd_ctx_t* ctx) {
         out.data.reset(sd_ctx_encode_tokens(ctx, ids.data(), weights.data(), dim(ids, 0), clip_skip, out.shape));
         return out.data != nullptr;
     });
     return to_array(std::move(out), 2);
+}
+
+py::array_t<float> encode_vector(const StageRunner& run, const IdArray& ids, const FloatArray& weights, int clip_skip,
+                                 int width, int height) {
+    check_tokens(ids, weights);
+    EngineTensor out;
+    run("compute the vector conditioning", [&](sd_ctx_t* ctx) {
+        out.data.reset(
+            sd_ctx_encode_vector(ctx, ids.data(), weights.data(), dim(ids, 0), clip_skip, width, height, out.shape));
+        return out.data != nullptr;
+    });
+    return to_array(std::move(out), 1);
 }
 
 py::array_t<float> diffusion_model(const StageRunner& run, const FloatArray& x, float timestep,

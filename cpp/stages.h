@@ -20,13 +20,18 @@ namespace sdcpp {
 using StageRunner = std::function<void(const char* what, const std::function<bool(sd_ctx_t*)>& stage)>;
 
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IdArray    = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
 
 // (ids, weights) the text encoder gets for `prompt`: chunks of 77 with BOS, EOS and padding.
 std::pair<py::array_t<int32_t>, py::array_t<float>> tokenize(const StageRunner& run, const std::string& prompt);
 
 // Conditioning (n_tokens, hidden) for ids and weights as tokenize() gives them.
-py::array_t<float> encode_tokens(const StageRunner& run, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& ids,
-                                 const FloatArray& weights, int clip_skip);
+py::array_t<float> encode_tokens(const StageRunner& run, const IdArray& ids, const FloatArray& weights, int clip_skip);
+
+// SDXL's vector conditioning y (adm_in_channels,) for the same ids and weights and a width x height image: the
+// pooled, projected text embedding, then the size embeddings.
+py::array_t<float> encode_vector(const StageRunner& run, const IdArray& ids, const FloatArray& weights, int clip_skip,
+                                 int width, int height);
 
 // Raw diffusion-model output (channels, height, width) for latent x (channels, height, width),
 // timestep t and context (n_context, context_dim).

@@ -275,6 +275,13 @@ def test_tokenize_gives_the_text_encoders_chunks(generator: sdcpp.Generator) -> 
         generator.tokenize(b"bytes")
 
 
+def test_vector_conditioning_is_refused_for_sd1(generator: sdcpp.Generator) -> None:
+    # The stage tests/test_sdxl.py checks SDXL's y with (engine patch 0020): a model without one says so.
+    ids, weights = generator._ctx.tokenize("a cat")
+    with pytest.raises(sdcpp.GenerationError, match="this model has no vector conditioning"):
+        generator._ctx.encode_vector(ids, weights)
+
+
 def test_noise_is_the_generations_starting_point(generator: sdcpp.Generator) -> None:
     noise = generator.noise(7, width=128, height=64)
     assert noise.shape == (1, 4, 8, 16) and noise.dtype == np.float32

@@ -1,7 +1,9 @@
-"""SDXL base 1.0 with random weights: the engine runs the single file, diffusers loads the folder,
-and both layouts hold the same weights.
+"""SDXL base 1.0 with random weights: the engine runs the single file, a GGUF of it and the diffusers
+folder alike, both layouts hold the same weights, and the engine's conditioning vector is diffusers'.
 
 The models are 6.9 GB each in float16 and are written only when these tests run (about 50 s each).
+The engine's tests come first and load one model at a time: the process's peak stays about one model
+(7.3 GB), before torch holds any memory.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from safetensors import safe_open
 
 import sdcpp
+
+from sdcpp._headers import read_header
 
 from .reference import BOS, EOS, bpe_ids
 
@@ -67,14 +72,82 @@ def _diffusers_file(folder: Path, component: str) -> Path:
     return folder / component / name
 
 
-def test_engine_runs_the_single_file_as_sdxl(sdxl_file: Path) -> None:
-    with sdcpp.Generator(sdxl_file, device="cpu") as gen:
-        assert gen.family == "SDXL"
-        # Every tensor but the two the engine skips by name (CLIP-L's position_ids, bigG's logit_scale).
-        assert gen.weight_types == {"conditioner": {"f16": 196 + 389}, "diffusion": {"f16": 1680}, "vae": {"f16": 248}}
-        image = np.asarray(gen.generate("a lighthouse at dusk", width=64, height=64, steps=1, seed=1)[0])
-    assert image.shape == (64, 64, 3)
-    assert image.std() > 1, "a constant image means the pipeline produced nothing"
+class EngineRun(NamedTuple):
+    family: str
+    weight_types: dict
+    image: np.ndarray  # the one-step 64x64 image of PROMPT
+    y: np.ndarray  # SDXL's vector conditioning of PROMPT for a WIDTH x HEIGHT image
+
+
+PROMPT = "a lighthouse at dusk"
+WIDTH, HEIGHT = 1024, 768  # of the size embeddings in y: unequal, so that their order shows
+
+
+def _engine_run(model: Path) -> EngineRun:
+    """One model in memory at a time (7 GB each)."""
+    with sdcpp.Generator(model, device="cpu") as gen:
+        image = np.asarray(gen.generate(PROMPT, width=64, height=64, steps=1, seed=1)[0])
+        ids, weights = gen._ctx.tokenize(PROMPT)
+        y = gen._ctx.encode_vector(ids, weights, width=WIDTH, height=HEIGHT)
+        return EngineRun(gen.family, gen.weight_types, image, y)
+
+
+@pytest.fixture(scope="module")
+def file_run(sdxl_file: Path) -> EngineRun:
+    return _engine_run(sdxl_file)
+
+
+@pytest.fixture(scope="module")
+def folder_run(sdxl_folder: Path) -> EngineRun:
+    return _engine_run(sdxl_folder)
+
+
+def test_engine_runs_the_single_file_as_sdxl(file_run: EngineRun) -> None:
+    assert file_run.family == "SDXL"
+    # Every tensor but the two the engine skips by name (CLIP-L's position_ids, bigG's logit_scale).
+    assert file_run.weight_types == {"conditioner": {"f16": 196 + 389}, "diffusion": {"f16": 1680}, "vae": {"f16": 248}}
+    assert file_run.image.shape == (64, 64, 3)
+    assert file_run.image.std() > 1, "a constant image means the pipeline produced nothing"
+
+
+# --- the engine runs the folder, the single file and its GGUF alike ----------------------------------
+# third_party/patches/0018: the folder's second text encoder (loaded as "te.1.") was renamed as if it were
+# the first, so the folder was detected as SD 1.x and refused.
+# third_party/patches/0020: the engine applies text_projection as a Linear weight, which the folder stores
+# (text_projection.weight), and the single file stores its transpose (OpenCLIP's x @ P matrix); before the
+# patch nothing transposed it, so every single-file SDXL image had a wrong pooled embedding (up to 128
+# levels apart from the folder's on this one-step image). The engine now transposes it when loading.
+
+
+@pytest.fixture(scope="module")
+def gguf_run(sdxl_file: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
+    """The single file converted to GGUF (names and layout as the file has them), with text_projection
+    in q8_0: the engine must dequantize it before it transposes it."""
+    gguf = sdcpp.convert(sdxl_file, tmp_path_factory.mktemp("gguf") / "sdxl.gguf", "f16", {"text_projection": "q8_0"})
+    (projection,) = (t for t in read_header(gguf).tensors if t.name.endswith("text_projection"))
+    assert projection.name == "conditioner.embedders.1.model.text_projection" and projection.dtype == "q8_0"
+    try:
+        return _engine_run(gguf)
+    finally:
+        gguf.unlink()  # 7 GB
+
+
+def test_engine_runs_the_single_file_and_the_diffusers_folder_alike(
+    file_run: EngineRun, folder_run: EngineRun, sdxl_folder: Path
+) -> None:
+    assert folder_run.family == sdcpp.inspect(sdxl_folder).family == "SDXL"
+    # Measured: at most 1 level apart (the parts' float16 values reach the engine through different
+    # conversions); before patch 0020, up to 128.
+    assert np.abs(folder_run.image.astype(int) - file_run.image).max() <= 1
+    np.testing.assert_allclose(file_run.y, folder_run.y, rtol=0, atol=1e-5)  # measured: equal
+
+
+def test_engine_runs_a_gguf_of_the_single_file_as_the_folder(gguf_run: EngineRun, folder_run: EngineRun) -> None:
+    assert gguf_run.weight_types["conditioner"] == {"f16": 584, "q8_0": 1}
+    # Measured: 2 levels apart (the projection's q8_0 rounding); before patch 0020, up to 128.
+    assert np.abs(folder_run.image.astype(int) - gguf_run.image).max() <= 4
+    pooled, folder_pooled = gguf_run.y[:C], folder_run.y[:C]
+    assert np.linalg.norm(pooled - folder_pooled) / np.linalg.norm(folder_pooled) < 1e-2
 
 
 def test_layouts_hold_the_same_tensors(sdxl_file: Path, sdxl_folder: Path) -> None:
@@ -171,10 +244,9 @@ def _open_clip_bigg(path: Path, ids: list[int]):
         return penultimate, x[ids.index(EOS)], t("text_projection")
 
 
-@needs_reference
-def test_diffusers_text_encoder_2_matches_open_clip_on_the_single_file(sdxl_file: Path, sdxl_folder: Path) -> None:
-    """StableDiffusionXLPipeline.encode_prompt, with both tokenizers of tests/reference.py, gives
-    what OpenCLIP computes from the single file's tensors: the same weights, cut and transposed right."""
+def _diffusers_text_pipeline(folder: Path):
+    """A StableDiffusionXLPipeline of the folder's text encoders (float32) and the tokenizers of
+    tests/reference.py: what encode_prompt needs."""
     import torch
     from diffusers import StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -183,21 +255,27 @@ def test_diffusers_text_encoder_2_matches_open_clip_on_the_single_file(sdxl_file
 
     torch.set_grad_enabled(False)
     tokenizer, tokenizer_2 = sdxl_tokenizers()
-    pipe = StableDiffusionXLPipeline(
+    return StableDiffusionXLPipeline(
         vae=None,
         unet=None,
         scheduler=None,
-        text_encoder=CLIPTextModel.from_pretrained(sdxl_folder / "text_encoder", torch_dtype=torch.float32),
-        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(sdxl_folder / "text_encoder_2", torch_dtype=torch.float32),
+        text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32),
+        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2", torch_dtype=torch.float32),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         add_watermarker=False,
     )
-    prompt = "a lighthouse at dusk"
-    embeds, _, pooled, _ = pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
+
+
+@needs_reference
+def test_diffusers_text_encoder_2_matches_open_clip_on_the_single_file(sdxl_file: Path, sdxl_folder: Path) -> None:
+    """StableDiffusionXLPipeline.encode_prompt, with both tokenizers of tests/reference.py, gives
+    what OpenCLIP computes from the single file's tensors: the same weights, cut and transposed right."""
+    pipe = _diffusers_text_pipeline(sdxl_folder)
+    embeds, _, pooled, _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
     assert embeds.shape == (1, 77, 768 + C) and pooled.shape == (1, C)
 
-    words = bpe_ids(prompt)
+    words = bpe_ids(PROMPT)
     ids_2 = [BOS, *words, EOS] + [0] * (75 - len(words))  # tokenizer_2 pads with "!"
     penultimate, eos, projection = _open_clip_bigg(sdxl_file, ids_2)
     errors = {}
@@ -211,44 +289,35 @@ def test_diffusers_text_encoder_2_matches_open_clip_on_the_single_file(sdxl_file
     assert errors["pooled, projection transposed"] > 0.5, errors
 
 
-# --- the engine runs the folder -----------------------------------------------------------------------
+@needs_reference
+def test_engine_vector_conditioning_is_diffusers(file_run: EngineRun, sdxl_folder: Path) -> None:
+    """SDXL's y as StableDiffusionXLPipeline gives it to the UNet's add_embedding: text_encoder_2's pooled,
+    projected embedding, then the size embeddings of (original height, width, crop top, left, target
+    height, width). The single file's; the folder's is the same (the test above)."""
+    import torch
+    from diffusers.models.embeddings import Timesteps
 
+    pipe = _diffusers_text_pipeline(sdxl_folder)
+    _, _, pooled, _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
+    unet = json.loads((sdxl_folder / "unet" / "config.json").read_text())
+    time_proj = Timesteps(unet["addition_time_embed_dim"], unet["flip_sin_to_cos"], unet["freq_shift"])
+    sizes = time_proj(torch.tensor([HEIGHT, WIDTH, 0, 0, HEIGHT, WIDTH], dtype=torch.float32)).flatten()
+    want = torch.cat([pooled[0], sizes]).numpy()
+    assert file_run.y.shape == want.shape == (unet["projection_class_embeddings_input_dim"],)
+    # What the engine computed from a single file before patch 0020: the final EOS state times the
+    # transpose of the projection.
+    ids = pipe.tokenizer_2(PROMPT, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    eos_state = pipe.text_encoder_2(ids).last_hidden_state[0, ids[0].argmax()]
+    transposed = (eos_state @ pipe.text_encoder_2.text_projection.weight).numpy()
 
-def _one_step_image(model: Path) -> tuple[str, np.ndarray]:
-    with sdcpp.Generator(model, device="cpu") as gen:
-        image = gen.generate("a lighthouse at dusk", width=64, height=64, steps=1, seed=1)[0]
-        return gen.family, np.asarray(image)
+    def error(got: np.ndarray, reference: np.ndarray) -> float:
+        return float(np.linalg.norm(got - reference) / np.linalg.norm(reference))
 
-
-def _with_projection_transposed(folder: Path, out: Path) -> Path:
-    """The folder with text_encoder_2's text_projection stored as the single file stores it (OpenCLIP's
-    ``x @ P`` matrix, the transpose of diffusers' Linear weight); the other parts are links."""
-    from safetensors.numpy import load_file, save_file
-
-    for component in ("unet", "vae", "text_encoder"):
-        (out / component).mkdir(parents=True)
-        (out / _diffusers_file(folder, component).relative_to(folder)).symlink_to(_diffusers_file(folder, component))
-    (out / "text_encoder_2").mkdir()
-    tensors = load_file(_diffusers_file(folder, "text_encoder_2"))
-    tensors["text_projection.weight"] = np.ascontiguousarray(tensors["text_projection.weight"].T)
-    save_file(tensors, _diffusers_file(out, "text_encoder_2"))
-    return out
-
-
-def test_engine_runs_the_diffusers_folder_as_the_single_file(sdxl_file: Path, sdxl_folder: Path, tmp_path: Path) -> None:
-    """third_party/patches/0018: the folder's second text encoder (loaded as "te.1.") was renamed as if it
-    were the first, so the folder was detected as SD 1.x and refused.
-
-    The engine multiplies by ``text_projection`` as by a Linear weight, whichever layout the file has: the
-    folder's pooled embedding is diffusers' and the single file's is that of the transposed matrix
-    (docs/inspect-convert.md). With the folder's matrix stored as the single file stores it, the two
-    give the same image."""
-    family, from_folder = _one_step_image(sdxl_folder)  # one model in memory at a time: 7 GB each
-    assert family == sdcpp.inspect(sdxl_folder).family == "SDXL"
-    assert from_folder.std() > 1
-    family, from_file = _one_step_image(sdxl_file)
-    assert family == sdcpp.inspect(sdxl_file).family == "SDXL"
-    _, from_folder_as_file = _one_step_image(_with_projection_transposed(sdxl_folder, tmp_path / "folder"))
-    # Measured: at most 1 level apart (the parts' float16 values reach the engine through different
-    # conversions), where the folder as it is differs by up to 128.
-    assert np.abs(from_folder_as_file.astype(int) - from_file).max() <= 1
+    errors = {
+        "pooled": error(file_run.y[:C], want[:C]),
+        "sizes": error(file_run.y[C:], want[C:]),
+        "pooled, projection transposed": error(transposed, want[:C]),
+    }
+    # Measured: 6.7e-4 (the engine's f16 dot products) and 7.0e-6; before patch 0020 the pooled one was 1.41.
+    assert errors["pooled"] < 3e-3 and errors["sizes"] < 3e-5, errors
+    assert errors["pooled, projection transposed"] > 0.5, errors
