@@ -1,6 +1,6 @@
 """Rewrites the engine patch series so that each patch applies with no offset and no fuzz.
 
-    python third_party/refresh_patches.py /path/to/stable_diffusion_cpp_python-0.4.7.tar.gz
+    python tools/refresh_patches.py /path/to/stable_diffusion_cpp_python-0.4.7.tar.gz
 
 Applies the patches in file-name order to a fresh unpack of the pinned archive, each to the tree the
 ones before it leave; a patch that needed an offset or fuzz is written anew as the diff it made (the
@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-PATCHES = Path(__file__).resolve().parent / "patches"
+PATCHES = Path(__file__).resolve().parent.parent / "third_party" / "patches"
 MEMBER = "stable_diffusion_cpp_python-0.4.7/vendor/stable-diffusion.cpp"
 
 
