@@ -108,7 +108,7 @@ struct LoadOptions {
     std::string weight_type, device, rng, lora_apply_mode;
     std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
-    bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap;
+    bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
 };
 
 using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -165,6 +165,7 @@ public:
         p.keep_vae_on_cpu      = o.keep_vae_on_cpu;
         p.vae_decode_only      = o.vae_decode_only;
         p.enable_mmap          = o.mmap;
+        p.batched_cfg          = o.batched_cfg;  // 0017-batched-cfg.patch
         // The engine's default frees the weights after the first generation, and a second one on the
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
@@ -413,11 +414,11 @@ void register_context(py::module_& m) {
                          std::string device, std::string rng, std::string lora_apply_mode,
                          std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
-                         py::object logger) {
+                         bool batched_cfg, py::object logger) {
                  return std::make_unique<Context>(
                      LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
                                  rng, lora_apply_mode, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
-                                 vae_decode_only, mmap},
+                                 vae_decode_only, mmap, batched_cfg},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
@@ -426,11 +427,13 @@ void register_context(py::module_& m) {
              py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
+             py::arg("batched_cfg") = true,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
 Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
 a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
-log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
+log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
+evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.

@@ -72,6 +72,11 @@ class Generator:
             lower case, is the word that stands for it in prompts. Other words stay text.
         lora_apply_mode: when LoRAs are applied (a :class:`LoraApplyMode` or its name); ``None`` is
             ``"auto"``: merged into float weights, computed beside quantized ones.
+        batched_cfg: evaluate classifier-free guidance's conditional and unconditional predictions
+            as one batch of two per step instead of two runs: the same image, with twice the
+            diffusion model's working memory. ``None`` (on) and ``True`` batch where the engine
+            can (SD 1.x, 2.x and XL, without a ControlNet or image guidance); ``False`` never
+            does. See docs/batched-cfg.md.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
@@ -102,6 +107,7 @@ class Generator:
         lora_dir: Optional[PathLike] = None,
         embeddings: Union[PathLike, Sequence[PathLike], None] = None,
         lora_apply_mode: Union[LoraApplyMode, str, None] = None,
+        batched_cfg: Optional[bool] = None,
         name: Optional[str] = None,
     ) -> None:
         paths = {
@@ -153,6 +159,7 @@ class Generator:
                 flash_attn=self.flash_attn,
                 keep_clip_on_cpu=keep_clip_on_cpu,
                 keep_vae_on_cpu=keep_vae_on_cpu,
+                batched_cfg=batched_cfg is None or bool(batched_cfg),
                 logger=self.logger,
             )
 
