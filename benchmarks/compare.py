@@ -102,6 +102,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: each tool's default)")
     p.add_argument("--flash-attn", choices=("default", "on", "off"), default="default",
                    help="sdcpp's flash attention; the CLI and the peer get the setting sdcpp ends up with")
+    p.add_argument("--batched-cfg", choices=("default", "on", "off"), default="default",
+                   help="sdcpp's batched classifier-free guidance (docs/batched-cfg.md); the CLI always batches, "
+                        "the peer never does")
     p.add_argument("--only", default=",".join(CONTENDERS), help="comma-separated subset of " + ",".join(CONTENDERS))
     p.add_argument("--models", type=Path, default=Path(tempfile.gettempdir()) / "sdcpp-bench-models")
     p.add_argument("--cli", default=find_cli(), help="the engine's sd-cli (default: the one in build/)")
@@ -113,6 +116,7 @@ def main() -> None:
         "model_file": str(single), "model_dir": str(folder), "family": a.family, "device": a.device,
         "width": a.size, "height": a.size, "steps": a.steps, "cfg": a.cfg, "seed": 42, "runs": a.runs,
         "threads": a.threads or None, "flash_attn": {"default": None, "on": True, "off": False}[a.flash_attn],
+        "batched_cfg": {"default": None, "on": True, "off": False}[a.batched_cfg],
         "cli": a.cli, "repo": str(REPO), "scratch": tempfile.mkdtemp(prefix="sdcpp-bench-"),
     }
     results: dict[str, dict[str, Any]] = {}

@@ -117,7 +117,7 @@ def run_sdcpp(s: dict[str, Any]) -> dict[str, Any]:
     import sdcpp
 
     t0 = time.perf_counter()
-    options = {} if s["flash_attn"] is None else {"flash_attn": s["flash_attn"]}
+    options = {k: s[k] for k in ("flash_attn", "batched_cfg") if s.get(k) is not None}
     gen = sdcpp.Generator(s["model_file"], device=s["device"], threads=s["threads"], **options)
     load_s = time.perf_counter() - t0
 
@@ -128,7 +128,8 @@ def run_sdcpp(s: dict[str, Any]) -> dict[str, Any]:
         return lines.take()
 
     # getattr: builds older than Generator.flash_attn are compared too (before/after runs).
-    return {"load_s": load_s, "settings": f"device={gen.device} flash_attn={getattr(gen, 'flash_attn', None)}", **timed_runs(generate, s["runs"])}
+    settings = f"device={gen.device} flash_attn={getattr(gen, 'flash_attn', None)} batched_cfg={s.get('batched_cfg')}"
+    return {"load_s": load_s, "settings": settings, **timed_runs(generate, s["runs"])}
 
 
 def run_cli(s: dict[str, Any]) -> dict[str, Any]:
