@@ -5,6 +5,7 @@ evaluations, and the switch really changes how many evaluations a generation tak
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +19,18 @@ SHORT = "a lighthouse at dusk"
 # 24 x 4 = 96 tokens: two chunks of 77, against one for the empty negative prompt.
 LONG = "a lighthouse on a cliff at dusk, " * 12
 STEPS = 4
+DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")  # as tests/conftest.py's generator
 
 
 @pytest.fixture(scope="module")
 def batched(sd15_file: Path) -> Iterator[sdcpp.Generator]:
-    with sdcpp.Generator(sd15_file, device="cpu", name="batched") as gen:
+    with sdcpp.Generator(sd15_file, device=DEVICE, name="batched") as gen:
         yield gen
 
 
 @pytest.fixture(scope="module")
 def separate(sd15_file: Path) -> Iterator[sdcpp.Generator]:
-    with sdcpp.Generator(sd15_file, device="cpu", batched_cfg=False, name="separate") as gen:
+    with sdcpp.Generator(sd15_file, device=DEVICE, batched_cfg=False, name="separate") as gen:
         yield gen
 
 
