@@ -165,7 +165,7 @@ public:
         p.keep_vae_on_cpu      = o.keep_vae_on_cpu;
         p.vae_decode_only      = o.vae_decode_only;
         p.enable_mmap          = o.mmap;
-        p.batched_cfg          = o.batched_cfg;  // 0017-batched-cfg.patch
+        p.batched_cfg          = o.batched_cfg;  // 0030-batched-cfg.patch
         // The engine's default frees the weights after the first generation, and a second one on the
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
