@@ -16,11 +16,12 @@ class Context:
         """
         Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
         """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, logger: typing.Any = None) -> None:
+    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, logger: typing.Any = None) -> None:
         """
         Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
         a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
-        log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
+        log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
+        evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
