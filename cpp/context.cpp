@@ -7,33 +7,21 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "callbacks.h"
+#include "engine_call.h"
 #include "errors.h"
 #include "images.h"
 #include "module.h"
 #include "params.h"
 #include "stable-diffusion.h"
 #include "stages.h"
+#include "upscaler.h"
 
 namespace sdcpp {
 
 namespace {
-
-// sd_set_backend_device is process-global: the device choice and the context creation that reads
-// it happen under one lock.
-std::mutex creation_mutex;
-
-const char* c_str_or_null(const std::string& s) {
-    return s.empty() ? nullptr : s.c_str();
-}
-
-std::string with_engine_log(std::string message, const CallScope& scope) {
-    std::string log = scope.problems();
-    return log.empty() ? message : message + "\nengine log:\n" + log;
-}
 
 // 0004-check-ops-before-compute.patch logs "unsupported op '<op>' on <backend>" when a graph holds
 // a node its backend cannot run; that failure has its own exception, with the way out.
@@ -52,57 +40,6 @@ void throw_unsupported_op(const CallScope& scope) {
     throw UnsupportedOperation(op + "|" + device);
 }
 
-// 0021-named-device-no-fallback.patch logs this when the device a context was asked for does not
-// start; the engine then refuses the context instead of running on the CPU.
-void throw_device_failure(const std::string& device, const CallScope& scope) {
-    if (!device.empty() && scope.problems().find("device '" + device + "' failed to start") != std::string::npos) {
-        throw DeviceError(with_engine_log("device '" + device +
-                                              "' failed to start; check its driver and free memory "
-                                              "(`sdcpp doctor`), or choose another device",
-                                          scope));
-    }
-}
-
-// A mutex that knows which thread holds it. Progress callbacks and log handlers run on the thread
-// of the engine call that invokes them, while that call holds the Generator's locks: a call from
-// there that needs the same lock would wait for itself forever, so it is refused instead.
-class OwnedMutex {
-public:
-    void lock() {
-        mutex_.lock();
-        owner_.store(std::this_thread::get_id());
-    }
-    void unlock() {
-        owner_.store(std::thread::id());
-        mutex_.unlock();
-    }
-    bool held_by_this_thread() const { return owner_.load() == std::this_thread::get_id(); }
-    void refuse_reentry(const std::string& what) const {
-        if (held_by_this_thread()) {
-            throw std::runtime_error(
-                what + " cannot be used from a progress callback or log handler of a call running on the same "
-                       "Generator: it would wait forever for that call to end. Call Generator.cancel() there to "
-                       "stop the call, and use " + what + " after it has returned.");
-        }
-    }
-
-private:
-    std::mutex mutex_;
-    std::atomic<std::thread::id> owner_{};
-};
-
-template <typename Enum>
-Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum unset, const char* what) {
-    if (name.empty()) {
-        return unset;
-    }
-    Enum value = from_name(name.c_str());
-    if (value == unset) {
-        throw py::value_error(std::string("unknown ") + what + " '" + name + "'");
-    }
-    return value;
-}
-
 struct LoadOptions {
     std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
     std::string weight_type, device, rng, lora_apply_mode;
@@ -110,20 +47,6 @@ struct LoadOptions {
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
 };
-
-using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-
-// A view of (height, width[, channels]) uint8 pixels that the caller keeps alive for the call;
-// an empty sd_image_t for None.
-sd_image_t image_view(const std::optional<Pixels>& pixels) {
-    if (!pixels) {
-        return sd_image_t{0, 0, 0, nullptr};
-    }
-    const Pixels& a = *pixels;
-    uint32_t channels = a.ndim() == 3 ? static_cast<uint32_t>(a.shape(2)) : 1;
-    return sd_image_t{static_cast<uint32_t>(a.shape(1)), static_cast<uint32_t>(a.shape(0)), channels,
-                      const_cast<uint8_t*>(a.data())};
-}
 
 }  // namespace
 
@@ -171,21 +94,7 @@ public:
         p.free_params_immediately = false;
 
         CallScope scope(py::none(), logger_);
-        std::string engine_exception;
-        {
-            py::gil_scoped_release nogil;
-            std::lock_guard<std::mutex> lock(creation_mutex);
-            WorkerThreadsReportTo workers(scope);  // the model loader's threads log for this Generator
-            sd_set_backend_device(c_str_or_null(o.device));
-            // The engine's readers throw on some malformed files (e.g. std::length_error on a GGUF
-            // string length beyond the file) although its API is C; keep those as load failures.
-            try {
-                ctx_.reset(new_sd_ctx(&p));
-            } catch (const std::exception& e) {
-                engine_exception = e.what();
-            }
-            sd_set_backend_device(nullptr);
-        }
+        std::string engine_exception = load_on_device(o.device, scope, [&] { ctx_.reset(new_sd_ctx(&p)); });
         if (!engine_exception.empty()) {
             throw ModelLoadError(with_engine_log("the engine failed reading the model: " + engine_exception, scope));
         }
@@ -237,6 +146,7 @@ public:
         p.sample_params.sample_method =
             parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
+        fill_hires_params(o.hires, &p.hires);
 
         if (ticket == 0) {
             ticket = begin_generation();

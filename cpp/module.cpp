@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_images(m);
     sdcpp::register_params(m);
     sdcpp::register_context(m);
+    sdcpp::register_upscaler(m);
     sdcpp::register_ops(m);
     sdcpp::register_probe(m);
     sdcpp::register_profile(m);

@@ -17,6 +17,7 @@ void register_system(py::module_& m);
 void register_images(py::module_& m);
 void register_params(py::module_& m);
 void register_context(py::module_& m);
+void register_upscaler(py::module_& m);
 void register_ops(py::module_& m);
 void register_probe(py::module_& m);
 void register_profile(py::module_& m);

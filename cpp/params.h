@@ -5,12 +5,25 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace sdcpp {
 
 // LoRA file path -> weight.
 using LoraWeights = std::map<std::string, float>;
+
+// The hires fix's settings (sdcpp.HiresFix), bound as _core.HiresFix. 0 and "" mean "not given"
+// where Python's None does.
+#define SDCPP_HIRES_FIX(X)         \
+    X(float, scale)                \
+    X(int, width)                  \
+    X(int, height)                 \
+    X(int, steps)                  \
+    X(float, denoising_strength)   \
+    X(std::string, upscaler)       \
+    X(std::string, model)          \
+    X(int, tile_size)
 
 // One line per field: the struct and its binding are both made from this list. "" and -1 mean
 // "the model's default" where Python's None does.
@@ -28,12 +41,19 @@ using LoraWeights = std::map<std::string, float>;
     X(int, clip_skip)                   \
     X(float, strength)                  \
     X(float, control_strength)          \
-    X(LoraWeights, loras)
+    X(LoraWeights, loras)               \
+    X(std::optional<HiresFix>, hires)
+
+#define SDCPP_DECLARE_FIELD(type, name) type name{};
+
+struct HiresFix {
+    SDCPP_HIRES_FIX(SDCPP_DECLARE_FIELD)
+};
 
 struct GenerationParams {
-#define SDCPP_DECLARE_FIELD(type, name) type name{};
     SDCPP_GENERATION_PARAMS(SDCPP_DECLARE_FIELD)
-#undef SDCPP_DECLARE_FIELD
 };
+
+#undef SDCPP_DECLARE_FIELD
 
 }  // namespace sdcpp

@@ -32,8 +32,9 @@ from .generator import Generator, Tokens
 from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
-from .names import LoraApplyMode, Sampler, Scheduler
-from .params import GenerationParams
+from .names import HiresUpscaler, LoraApplyMode, Sampler, Scheduler
+from .params import GenerationParams, HiresFix
+from .upscaler import Upscaler
 from ._core import __version__
 from .doctor import self_test
 from .profiling import OpProfile, profile_ops
@@ -48,6 +49,8 @@ __all__ = [
     "GenerationParams",
     "GenerationError",
     "Generator",
+    "HiresFix",
+    "HiresUpscaler",
     "InvalidArgumentError",
     "LoraApplyMode",
     "ModelInfo",
@@ -59,6 +62,7 @@ __all__ = [
     "SdcppError",
     "UnsupportedOperation",
     "Tokens",
+    "Upscaler",
     "__version__",
     "convert",
     "inspect",

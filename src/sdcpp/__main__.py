@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import collections.abc
+import dataclasses
 import enum
 import json
 import logging
@@ -62,6 +63,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             option["choices"] = [m.value for m in kind]
         elif typing.get_origin(kind) is collections.abc.Mapping:
             option.update(nargs="+", action=_Weights, metavar="NAME=WEIGHT", default={})
+        elif dataclasses.is_dataclass(kind):
+            option["metavar"] = "KEY=VALUE,..."  # a group of settings: GenerationParams parses the text
         else:
             option["type"] = kind
         if f.name == "prompt":

@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'Upscaler', 'convert', 'detect_family', 'ggml_types', 'hires_upscalers', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -103,7 +103,8 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras', 'hires']
+    hires: sdcpp._core.HiresFix | None
     negative_prompt: str
     prompt: str
     sampler: str
@@ -170,6 +171,51 @@ class GenerationParams:
     @width.setter
     def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+class HiresFix:
+    """
+    The hires fix's settings; filled by name from sdcpp.HiresFix.
+    """
+    fields: typing.ClassVar[list] = ['scale', 'width', 'height', 'steps', 'denoising_strength', 'upscaler', 'model', 'tile_size']
+    model: str
+    upscaler: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def denoising_strength(self) -> float:
+        ...
+    @denoising_strength.setter
+    def denoising_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def height(self) -> int:
+        ...
+    @height.setter
+    def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def scale(self) -> float:
+        ...
+    @scale.setter
+    def scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def steps(self) -> int:
+        ...
+    @steps.setter
+    def steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tile_size(self) -> int:
+        ...
+    @tile_size.setter
+    def tile_size(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def width(self) -> int:
+        ...
+    @width.setter
+    def width(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 class ImageBatch:
     """
     Engine-owned pixels of one generation; the base of the arrays it returns.
@@ -181,6 +227,41 @@ class ImageBatch:
         """
     def __len__(self) -> int:
         ...
+class Upscaler:
+    """
+    An ESRGAN upscaler model loaded by the engine.
+    """
+    def __init__(self, path: str, *, device: str = '', threads: typing.SupportsInt | typing.SupportsIndex = 0, tile_size: typing.SupportsInt | typing.SupportsIndex = 128, logger: typing.Any = None) -> None:
+        """
+        Loads an ESRGAN model. `device` is a ggml device name ("" = the engine's default); `threads` <= 0
+        means one per physical core; the model runs on tiles of `tile_size` pixels; engine log lines of
+        this upscaler's calls go to `logger` (default: the "sdcpp" logger).
+        
+        Raises:
+            sdcpp.ModelLoadError: the engine refused the file; the message carries its log.
+            sdcpp.DeviceError: the named device failed to start.
+        """
+    def close(self) -> None:
+        """
+        Frees the model; waits for an upscale in progress to finish.
+        """
+    def upscale(self, image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8]) -> numpy.typing.NDArray[numpy.uint8]:
+        """
+        Upscales (height, width, 3) uint8 pixels by `factor`; returns (height * factor, width * factor, 3)
+        uint8 pixels viewing the engine's memory. sdcpp.Upscaler checks the input.
+        
+        Raises:
+            RuntimeError: called from a log handler of a call on this upscaler.
+            sdcpp.GenerationError: the engine failed; the message carries its log.
+        """
+    @property
+    def closed(self) -> bool:
+        ...
+    @property
+    def factor(self) -> int:
+        """
+        How many times larger the model makes an image.
+        """
 def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
@@ -200,6 +281,10 @@ def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.An
 def ggml_types() -> list[tuple[int, str, int, int]]:
     """
     ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
+    """
+def hires_upscalers() -> list[str]:
+    """
+    Hires fix upscaler names: how the first pass's image is enlarged.
     """
 def lora_apply_modes() -> list[str]:
     """

@@ -17,7 +17,7 @@ from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage
 from .loras import find_embeddings, resolve_loras, split_prompt
-from .names import LoraApplyMode, Sampler, Scheduler
+from .names import HiresUpscaler, LoraApplyMode, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -29,6 +29,7 @@ from .params import (
     params_signature,
     to_core,
 )
+from .upscaler import check_upscaler_path
 
 __all__ = ["Generator", "ProgressCallback", "Tokens"]
 
@@ -213,6 +214,13 @@ class Generator:
         params = given or GenerationParams(*args, **kwargs)
         self._check_size(params.width, params.height)
         self._check_memory(params.width, params.height)
+        hires = params.hires
+        if hires is not None and hires.upscaler is not HiresUpscaler.NONE:
+            target = hires.size(params.width, params.height)
+            self._check_size(*target, names=("hires.width", "hires.height"))
+            self._check_memory(*target)
+            if hires.model is not None:  # the engine reads it on every hires generation
+                check_upscaler_path(hires.model, "hires.model")
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
         sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
@@ -323,9 +331,9 @@ class Generator:
             steps=steps, sample_method=sampler_name.value, scheduler=scheduler_name.value, width=width, height=height
         )
 
-    def _check_size(self, width: object, height: object) -> None:
+    def _check_size(self, width: object, height: object, names: tuple[str, str] = ("width", "height")) -> None:
         multiple = self.size_multiple
-        for name, value in (("width", width), ("height", height)):
+        for name, value in zip(names, (width, height)):
             if not is_int(value) or value < multiple or value % multiple:
                 nearest = max(multiple, round(value / multiple) * multiple) if is_number(value) else 512
                 raise InvalidArgumentError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import IO, TYPE_CHECKING, Any, Mapping, Optional, Union
 
 import numpy as np
@@ -83,6 +84,15 @@ def _a1111_text(p: Mapping[str, Any]) -> str:
         "Size": f"{p['width']}x{p['height']}",
         "Model": p["model"],
     }
+    hires = p.get("hires")
+    if hires and hires["upscaler"] != "None":
+        settings["Denoising strength"] = hires["denoising_strength"]
+        if hires["width"]:
+            settings["Hires resize"] = f"{hires['width']}x{hires['height']}"
+        else:
+            settings["Hires upscale"] = hires["scale"]
+        settings["Hires steps"] = hires["steps"] or p["steps"]
+        settings["Hires upscaler"] = os.path.basename(hires["model"]) if hires["model"] else hires["upscaler"]
     lines.append(", ".join(f"{k}: {v}" for k, v in settings.items()))
     return "\n".join(lines)
 

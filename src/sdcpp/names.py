@@ -1,4 +1,4 @@
-"""Samplers, schedulers and LoRA apply modes, named exactly as the engine names them.
+"""Samplers, schedulers, LoRA apply modes and hires upscalers, named exactly as the engine names them.
 
 The members are written out here so that IDEs and type checkers see them (``Sampler.EULER_A``);
 tests/test_params.py checks that they equal the engine's own name tables. Each member is a ``str``:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
+__all__ = ["HiresUpscaler", "LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
 
 
 class _EngineName(str, enum.Enum):
@@ -65,6 +65,26 @@ class LoraApplyMode(_EngineName):
     #: Computed beside the unchanged weights at every step: the weights are never modified, so
     #: removing a LoRA gives the original image exactly.
     AT_RUNTIME = "at_runtime"
+
+
+class HiresUpscaler(_EngineName):
+    """How the hires fix enlarges the first pass's result before sampling it again (:class:`sdcpp.HiresFix`)."""
+
+    #: No hires fix: the image of the first pass.
+    NONE = "None"
+    #: The latent, bilinearly (AUTOMATIC1111's "Latent"); the ``LATENT_*`` modes interpolate otherwise.
+    LATENT = "Latent"
+    LATENT_NEAREST = "Latent (nearest)"
+    LATENT_NEAREST_EXACT = "Latent (nearest-exact)"
+    LATENT_ANTIALIASED = "Latent (antialiased)"
+    LATENT_BICUBIC = "Latent (bicubic)"
+    LATENT_BICUBIC_ANTIALIASED = "Latent (bicubic antialiased)"
+    #: The decoded image, with a Lanczos filter, then encoded again.
+    LANCZOS = "Lanczos"
+    #: The decoded image, nearest neighbour, then encoded again.
+    NEAREST = "Nearest"
+    #: The decoded image, by an ESRGAN model (``HiresFix(model=...)``), then encoded again.
+    MODEL = "Model"
 
 
 def samplers() -> list[str]:

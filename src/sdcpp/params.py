@@ -4,7 +4,9 @@
 help text. :meth:`Generator.generate` takes it (or its fields as keyword arguments), it validates
 itself when made, fills the engine's bound struct ``_core.GenerationParams`` field by field
 (:func:`to_core`), is what a generated image's metadata holds (:meth:`GenerationParams.to_dict`),
-and the ``sdcpp generate`` command line's options are built from its fields.
+and the ``sdcpp generate`` command line's options are built from its fields. A group of settings
+that is used together or not at all (:class:`HiresFix`) is one field holding a frozen dataclass of
+the same kind, with its own bound struct.
 
 Adding a setting is one field here and one line in cpp/params.h.
 """
@@ -12,6 +14,7 @@ Adding a setting is one field here and one line in cpp/params.h.
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import math
 import os
@@ -24,14 +27,14 @@ import numpy as np
 from . import _core
 from .errors import InvalidArgumentError
 from .images import ImageInput, input_pixels
-from .names import Sampler, Scheduler
+from .names import HiresUpscaler, Sampler, Scheduler
 
 if TYPE_CHECKING:
     from typing_extensions import Concatenate, ParamSpec
 
     _P = ParamSpec("_P")
 
-__all__ = ["GenerationParams", "ProgressCallback", "check_field", "check_seed", "to_core"]
+__all__ = ["GenerationParams", "HiresFix", "ProgressCallback", "check_field", "check_seed", "to_core"]
 
 #: ``progress(step, steps, seconds_per_step)``, called on the generating thread (step 0 at the start).
 ProgressCallback = Callable[[int, int, float], object]
@@ -48,7 +51,7 @@ _SETTING, _INPUT = "setting", "input"
 
 def _setting(
     default: Any, help: str, *, min: Optional[float] = None, max: Optional[float] = None, unset: Any = None,
-    check: Optional[Callable[[GenerationParams, Any], None]] = None, factory: Optional[Callable[[], Any]] = None,
+    check: Optional[Callable[[Any, Any], None]] = None, factory: Optional[Callable[[], Any]] = None,
 ) -> Any:
     """A setting: ``unset`` is the engine's value for None, ``check(params, value)`` a further check;
     ``factory`` makes the default of a mutable type."""
@@ -86,6 +89,75 @@ def check_seed(seed: int, batch: int, random: bool = True) -> None:
 
 
 @dataclass(frozen=True)
+class HiresFix:
+    """Hires fix: after the first pass, enlarge its result and sample it again at the larger size.
+
+    As AUTOMATIC1111's "Hires. fix": the first pass composes at the size the model was trained for,
+    the second adds detail at the target size, repainting ``denoising_strength`` of the enlarged
+    image. The target is ``width`` x ``height`` when given, else the first pass's size times
+    ``scale``; it must be a multiple of ``Generator.size_multiple``. Used as
+    ``generate(..., hires=HiresFix(scale=2))`` (or a dict of these fields, or ``"scale=2,steps=10"``).
+    """
+
+    scale: float = _setting(2.0, "the target is the first pass's size times this, unless width and height are given",
+                            min=1, max=8)
+    width: Optional[int] = _setting(None, "target width in pixels (with height); None: from scale", min=1, unset=0)
+    height: Optional[int] = _setting(None, "target height in pixels (with width); None: from scale", min=1, unset=0)
+    steps: Optional[int] = _setting(None, "sampling steps of the second pass; None: as many as the first",
+                                    min=1, max=10_000, unset=0)
+    denoising_strength: float = _setting(0.7, "how much of the enlarged image the second pass repaints",
+                                         min=0.01, max=1)
+    upscaler: Union[HiresUpscaler, str, None] = _setting(
+        None, "how the first pass's result is enlarged (HiresUpscaler); None: 'Model' when model is given, else "
+        "'Latent'", unset="",
+    )
+    model: Optional[str] = _setting(None, "ESRGAN model file for upscaler 'Model' (see sdcpp.Upscaler)", unset="")
+    tile_size: int = _setting(128, "upscaler 'Model' runs on tiles of this many pixels: less memory", min=16, max=1024)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):
+            object.__setattr__(self, "model", os.fspath(self.model))
+        try:
+            _check_fields(self)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"hires.{e}") from None
+        if (self.width is None) != (self.height is None):
+            raise InvalidArgumentError("hires.width, hires.height: give both, or neither to use hires.scale")
+        if self.upscaler is None:
+            object.__setattr__(self, "upscaler", HiresUpscaler.MODEL if self.model else HiresUpscaler.LATENT)
+        if self.upscaler is HiresUpscaler.MODEL and not self.model:
+            raise InvalidArgumentError("hires.model: upscaler 'Model' needs an ESRGAN file: HiresFix(model=PATH)")
+        if self.model and self.upscaler is not HiresUpscaler.MODEL:
+            raise InvalidArgumentError(
+                f"hires.model: only upscaler 'Model' uses a model, not {self.upscaler.value!r}; leave upscaler unset"
+            )
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """The target size for a first pass of ``width`` x ``height`` (as the engine computes it)."""
+        if self.width is not None and self.height is not None:
+            return self.width, self.height
+        return round(width * self.scale), round(height * self.scale)
+
+    @classmethod
+    def from_text(cls, text: str) -> HiresFix:
+        """``"scale=2,steps=10,upscaler=Lanczos"``: the command line's form."""
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, equals, value = item.partition("=")
+            if not equals or key.strip() not in _fields_of(cls):
+                raise InvalidArgumentError(
+                    f"hires: {item!r} is not KEY=VALUE with KEY one of {', '.join(_fields_of(cls))}"
+                )
+            hint, _ = field_type(key.strip(), cls)
+            try:
+                values[key.strip()] = hint(value.strip()) if hint in (int, float) else value.strip()
+            except ValueError:
+                kind = "an integer" if hint is int else "a number"
+                raise InvalidArgumentError(f"hires.{key.strip()}: must be {kind}, not {value.strip()!r}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class GenerationParams:
     """The settings and inputs of one generation; see each field's ``help`` (``describe()``).
 
@@ -117,6 +189,10 @@ class GenerationParams:
         None, "LoRA file path, or name in Generator(lora_dir=...), -> weight; <lora:name:weight> in the prompt "
         "adds to these", factory=dict,
     )
+    hires: Optional[HiresFix] = _setting(
+        None, "hires fix: sample again at a larger size; a HiresFix, a dict of its fields, or 'KEY=VALUE,...' "
+        "such as 'scale=2,steps=10,denoising_strength=0.5,upscaler=Lanczos'",
+    )
     init_image: Optional[ImageInput] = _input(
         "image to image: start from this picture (PIL image in mode RGB/L/P, or a uint8 (height, width, 3) "
         "array) of exactly width x height"
@@ -131,12 +207,7 @@ class GenerationParams:
     )
 
     def __post_init__(self) -> None:
-        own = fields(self)
-        for f in own:
-            object.__setattr__(self, f.name, check_field(f.name, getattr(self, f.name)))
-        for f in own:
-            if f.metadata.get("check"):
-                f.metadata["check"](self, getattr(self, f.name))
+        _check_fields(self)
         if self.mask_image is not None and self.init_image is None:
             raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
         for name in ("init_image", "mask_image", "control_image"):
@@ -161,24 +232,36 @@ class GenerationParams:
                          for f in fields(cls))
 
 
-def settings() -> tuple[Field, ...]:  # type: ignore[type-arg]
-    """The fields that are settings, in definition order."""
-    return tuple(f for f in fields(GenerationParams) if f.metadata["role"] == _SETTING)
+def _check_fields(params: Any) -> None:
+    """Check and store each field of ``params`` by its type, then run the fields' own checks."""
+    own = fields(params)
+    for f in own:
+        object.__setattr__(params, f.name, check_field(f.name, getattr(params, f.name), type(params)))
+    for f in own:
+        if f.metadata.get("check"):
+            f.metadata["check"](params, getattr(params, f.name))
 
 
-def field_type(name: str) -> tuple[Any, bool]:
-    """The type of field ``name`` and whether it may be None."""
-    return _unwrap_optional(_hints()[name])
+def settings(cls: type = GenerationParams) -> tuple[Field, ...]:  # type: ignore[type-arg]
+    """The fields of ``cls`` that are settings, in definition order."""
+    return tuple(f for f in fields(cls) if f.metadata["role"] == _SETTING)
 
 
-def check_field(name: str, value: Any) -> Any:
+def field_type(name: str, cls: type = GenerationParams) -> tuple[Any, bool]:
+    """The type of field ``name`` of ``cls`` and whether it may be None."""
+    return _unwrap_optional(_hints(cls)[name])
+
+
+def check_field(name: str, value: Any, cls: type = GenerationParams) -> Any:
     """``value`` checked against the field ``name``'s type and bounds, as the field stores it."""
-    f = _FIELDS[name]
-    hint, optional = field_type(name)
+    f = _fields_of(cls)[name]
+    hint, optional = field_type(name, cls)
     if value is None and optional:
         return None
     if f.metadata["role"] == _INPUT:
         return value  # checked as a whole in __post_init__
+    if dataclasses.is_dataclass(hint):
+        return _check_group(name, hint, value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         allowed = [m.value for m in hint]
         if value not in allowed:
@@ -208,12 +291,36 @@ def _check_weights(name: str, value: Any) -> dict[str, float]:
     return out
 
 
+def _check_group(name: str, cls: type, value: Any) -> Any:
+    """A group of settings (a dataclass such as HiresFix) from itself, a dict of its fields, or its text form."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        return cls.from_text(value)  # type: ignore[attr-defined]
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"{name}: must be a {cls.__name__}, a dict of its fields or 'KEY=VALUE,...', not {type(value).__name__}"
+        )
+    unknown = [k for k in value if k not in _fields_of(cls)]
+    if unknown:
+        raise InvalidArgumentError(f"{name}: unknown field {unknown[0]!r}; fields: {', '.join(_fields_of(cls))}")
+    return cls(**value)
+
+
 def to_core(params: GenerationParams) -> Any:
     """The engine's ``_core.GenerationParams``, filled from ``params`` field by field by name."""
-    core = _core.GenerationParams()
-    for f in settings():
+    return _fill(_core.GenerationParams(), params)
+
+
+def _fill(core: Any, params: Any) -> Any:
+    """``core`` (the bound struct of ``params``'s class) with each setting of ``params`` set by name."""
+    for f in settings(type(params)):
         value = getattr(params, f.name)
-        setattr(core, f.name, f.metadata["unset"] if value is None else _plain(value))
+        if value is None:
+            value = f.metadata["unset"]
+        elif dataclasses.is_dataclass(value):
+            value = _fill(getattr(_core, type(value).__name__)(), value)
+        setattr(core, f.name, _plain(value))
     return core
 
 
@@ -239,7 +346,12 @@ def _expected(hint: type, lo: Optional[float], hi: Optional[float], optional: bo
 
 
 def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
+    """A JSON-ready value: an enum by its name, a group of settings as a dict of them."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in settings(type(value))}
+    return value
 
 
 def _default(f: Field) -> Any:  # type: ignore[type-arg]
@@ -257,16 +369,17 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return kind, type(None) in args
 
 
-_HINTS: dict[str, Any] = {}
+_HINTS: dict[type, dict[str, Any]] = {}
 
 
-def _hints() -> dict[str, Any]:
-    if not _HINTS:  # resolved on first use: the annotations are strings until then
-        _HINTS.update(typing.get_type_hints(GenerationParams))
-    return _HINTS
+def _hints(cls: type = GenerationParams) -> dict[str, Any]:
+    if cls not in _HINTS:  # resolved on first use: the annotations are strings until then
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
-_FIELDS = {f.name: f for f in fields(GenerationParams)}
+def _fields_of(cls: type) -> dict[str, Field]:  # type: ignore[type-arg]
+    return {f.name: f for f in fields(cls)}
 
 
 def is_int(value: object) -> bool:

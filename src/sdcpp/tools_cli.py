@@ -1,4 +1,4 @@
-"""The ``inspect`` and ``convert`` subcommands of the command line (``python -m sdcpp``)."""
+"""The ``inspect``, ``convert`` and ``upscale`` subcommands of the command line (``python -m sdcpp``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 
+from PIL import Image
+
 from .convert import convert
+from .errors import InvalidArgumentError
 from .inspect import inspect
+from .upscaler import Upscaler
 
 __all__ = ["add_tool_commands"]
 
@@ -28,6 +32,18 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upscale(args: argparse.Namespace) -> int:
+    try:
+        with Image.open(args.image) as opened:
+            image = opened.convert("RGB")  # the network sees colour only: alpha and palettes are dropped
+    except OSError as e:
+        raise InvalidArgumentError(f"image: cannot read '{args.image}' as an image: {e}") from None
+    with Upscaler(args.model, device=args.device, threads=args.threads, tile_size=args.tile_size) as upscaler:
+        upscaler.upscale(image).save(args.output)
+        print(f"{args.output} {image.width * upscaler.factor}x{image.height * upscaler.factor}")
+    return 0
+
+
 def add_tool_commands(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("inspect", help="describe a model from its headers (family, components, types) as JSON")
     i.add_argument("path", nargs="?", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
@@ -42,3 +58,11 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--vae", help="a separate VAE to include")
     c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     c.set_defaults(run=_convert)
+    u = sub.add_parser("upscale", help="enlarge an image with an ESRGAN model (Real-ESRGAN x4plus, ESRGAN 1x/2x/4x)")
+    u.add_argument("model", help="ESRGAN model file (.safetensors, .pth)")
+    u.add_argument("image", help="image file to enlarge")
+    u.add_argument("-o", "--output", default="upscaled.png", help="where to write the result (default upscaled.png)")
+    u.add_argument("--device", default="auto")
+    u.add_argument("--threads", type=int)
+    u.add_argument("--tile-size", type=int, default=128, help="tile size in pixels (default 128): less is less memory")
+    u.set_defaults(run=_upscale)
