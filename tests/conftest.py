@@ -11,9 +11,11 @@ import ctypes
 import gc
 import hashlib
 import os
+import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -68,6 +70,29 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_sep("-", 'sdcpp against diffusers (docs/correctness.md)')
         for stage, text in lines.items():
             terminalreporter.write_line(f"{stage}: {text}")
+
+
+def ticks_while(call: Callable[[], object]) -> tuple[int, float]:
+    """How often a Python thread ticked (every 10 ms) while ``call()`` ran, and the seconds it ran: a
+    call that releases the GIL lets it tick about seconds / 0.01 times."""
+    ticks = 0
+    done = threading.Event()
+
+    def tick() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.01)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    start = time.perf_counter()
+    try:
+        call()
+    finally:
+        done.set()
+        ticker.join()
+    return ticks, time.perf_counter() - start
 
 
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory, *builders) -> Path:

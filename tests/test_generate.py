@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,8 @@ import pytest
 from PIL import Image
 
 import sdcpp
+
+from .conftest import ticks_while
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -150,22 +150,7 @@ def test_progress_exception_is_raised_and_generator_stays_usable(generator: sdcp
 
 
 def test_gil_is_released_while_generating(generator: sdcpp.Generator) -> None:
-    ticks = 0
-    done = threading.Event()
-
-    def tick() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
-            time.sleep(0.01)
-
-    t = threading.Thread(target=tick)
-    t.start()
-    start = time.perf_counter()
-    generator.generate("x", seed=1, **SMALL)
-    elapsed = time.perf_counter() - start
-    done.set()
-    t.join()
+    ticks, elapsed = ticks_while(lambda: generator.generate("x", seed=1, **SMALL))
     assert ticks >= 0.5 * elapsed / 0.01, f"only {ticks} ticks in {elapsed:.1f}s: the GIL was held"
 
 
