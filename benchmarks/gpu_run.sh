@@ -20,12 +20,13 @@ compare() {  # family size steps name
     only=sdcpp; [ $cfg = on ] && only=sdcpp,diffusers
     python3 benchmarks/compare.py --device cuda --family $1 --size $2 --steps $3 --runs 3 --only $only \
       --batched-cfg $cfg --name $4-cfg-$cfg 2>&1 | tail -15
+    cp -f benchmarks/results/$4-cfg-$cfg.* "$OUT"/
   done
 }
 for case in "$@"; do
   echo "== $case"
   case $case in
-    test) python3 -m pytest -q -p no:cacheprovider tests/test_batched_cfg.py 2>&1 | tail -5 ;;
+    test) python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_batched_cfg.py > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
     sd15-512) compare sd15 512 20 sd15-cuda-512 ;;
     sdxl-1024) compare sdxl 1024 20 sdxl-cuda-1024 ;;
     sdxl-512-50) compare sdxl 512 50 sdxl-cuda-512-50 ;;
