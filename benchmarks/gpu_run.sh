@@ -30,6 +30,7 @@ for case in "$@"; do
     sd15-512) compare sd15 512 20 sd15-cuda-512 ;;
     sdxl-1024) compare sdxl 1024 20 sdxl-cuda-1024 ;;
     sdxl-512-50) compare sdxl 512 50 sdxl-cuda-512-50 ;;
+    rounding) python3 -c 'import sys; sys.path.insert(0, "."); from tests import models; from pathlib import Path; models.build_once(Path("/tmp/sdcpp-bench-models/sd15.safetensors"), models.write_sd15_single_file)' && python3 benchmarks/gpu_rounding.py /tmp/sdcpp-bench-models/sd15.safetensors --device cuda 2>&1 | grep '^|' | tee "$OUT/rounding-cuda.md" ;;
     profile-sd15) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sd15.safetensors --device cuda --size 512 \
         --steps 2 --json "$OUT/profile-sd15-cuda-512.json" > "$OUT/profile-sd15-cuda-512.txt" 2>&1; head -60 "$OUT/profile-sd15-cuda-512.txt" ;;
     profile-sdxl) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sdxl.safetensors --device cuda --size 1024 \
