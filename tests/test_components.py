@@ -46,10 +46,14 @@ def test_controlnet_steers_the_image_by_its_control_image(
         controlled = gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.9, **SMALL)
         other = pixels(gen.generate("a lighthouse", seed=5, control_image=stripes, **SMALL))
         off = pixels(gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.0, **SMALL))
+    # With a control image the engine evaluates cond and uncond apart (docs/batched-cfg.md), so the
+    # image without ControlNet to compare with is the one made the same way.
+    with sdcpp.Generator(sd15_file, device=generator.device, batched_cfg=False) as gen:
+        without_separate = pixels(gen.generate("a lighthouse", seed=5, **SMALL))
     assert controlled[0].parameters["control_strength"] == 0.9
     # The ControlNet's outputs are added to the UNet's skip connections, times control_strength.
     np.testing.assert_array_equal(uncontrolled, without, "a ControlNet without a control image changes nothing")
-    np.testing.assert_array_equal(off, without, "control_strength=0 adds nothing")
+    np.testing.assert_array_equal(off, without_separate, "control_strength=0 adds nothing")
     assert np.abs(pixels(controlled) - without).mean() > 2, "the control image must change the image"
     assert np.abs(pixels(controlled) - other).mean() > 2, "another control image must give another image"
 
