@@ -182,6 +182,9 @@ def test_any_field_type_gets_an_option(capsys: pytest.CaptureFixture[str]) -> No
     assert (args.tiling, args.weights, args.sizes, args.cache, args.data) == (True, {"a": 1, "b": 2}, [3], None,
                                                                              {"a": [1]})
     assert p.parse_args(["--hires", "none", "--no-tiling"]).hires is None
+    if sys.version_info >= (3, 10):  # written as X | None
+        add_options(p, [Option("clip", eval("int | None"), None, "new-style Optional")])
+        assert (p.parse_args(["--clip", "none"]).clip, p.parse_args(["--clip", "2"]).clip) == (None, 2)
     assert p.parse_args(["--hires", ""]).hires.apply(None) == _Hires()
     help_text = p.format_help()
     assert "keys: scale (float, 2.0), steps (int, 0), upscaler (str, latent), enabled (bool, on), " \
@@ -292,9 +295,15 @@ def test_from_an_image_makes_identical_pixels_and_options_change_it(
 def test_from_with_options_changes_only_those(made: tuple[Path, subprocess.CompletedProcess], sd15_file: Path,
                                               tmp_path: Path) -> None:
     source = made[0] / "3-8-a-red-fox.png"
-    out = sdcpp_cmd("generate", sd15_file, "a blue fox", "--from", source, "--steps", "1", "--device", DEVICE,
-                    "-o", tmp_path / "changed.png")
+    try:  # the same weights under another name (a symbolic link would resolve to the file's own name)
+        os.link(sd15_file, tmp_path / "renamed.safetensors")
+    except OSError as e:
+        pytest.skip(f"cannot hard-link the model into {tmp_path}: {e}")
+    out = sdcpp_cmd("generate", tmp_path / "renamed.safetensors", "a blue fox", "--from", source, "--steps", "1",
+                    "--device", DEVICE, "-o", tmp_path / "changed.png")
     assert out.returncode == 0, out.stderr
+    assert f"sdcpp: warning: {source} was made with sd15.safetensors, not renamed.safetensors: the pixels will " \
+           "differ" in out.stderr.splitlines()
     changed = GeneratedImage.read_parameters(tmp_path / "changed.png")
     assert changed == dataclasses.replace(GeneratedImage.read_parameters(source), prompt="a blue fox", steps=1)
 
@@ -302,19 +311,21 @@ def test_from_with_options_changes_only_those(made: tuple[Path, subprocess.Compl
 def test_image_to_image_takes_the_input_size_and_from_asks_for_the_input(sd15_file: Path, tmp_path: Path) -> None:
     Image.new("RGBA", (64, 128), (200, 30, 30, 255)).save(tmp_path / "photo.png")  # RGBA: converted
     out = sdcpp_cmd("generate", sd15_file, "a red wall", "--init-image", tmp_path / "photo.png", "--strength", "0.5",
-                    "--steps", "2", "--device", DEVICE, "-o", tmp_path / "wall.png")
+                    "--steps", "2", "--device", DEVICE, "-o", tmp_path / "wall.png", "-v")
     assert out.returncode == 0, out.stderr
+    assert "generate_image 64x128" in out.stderr  # -v: the engine's log
     assert _pixels(tmp_path / "wall.png").shape == (128, 64, 3)
     missing = sdcpp_cmd("generate", sd15_file, "--from", tmp_path / "wall.png")
     assert missing.returncode == 1 and missing.stderr.strip() == (
         f"sdcpp: error: --from: {tmp_path / 'wall.png'} was made from init_image; give --init-image PATH as well")
 
 
-def _in_a_terminal(args: list[object], timeout: float = 600) -> tuple[int, str, str]:
+def _in_a_terminal(args: list[object], timeout: float = 600, env: Optional[Mapping[str, str]] = None
+                   ) -> tuple[int, str, str]:
     """Run sdcpp with stderr on a pseudo-terminal: (exit status, what the terminal showed, stdout)."""
     main, child = pty.openpty()
     with subprocess.Popen([ENTRY_POINT, *map(str, args)], stdin=child, stderr=child, stdout=subprocess.PIPE,
-                          env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"},
+                          env={**(env or os.environ), "TERM": "xterm-256color", "COLUMNS": "120"},
                           preexec_fn=_terminal_sigint) as process:
         os.close(child)
         shown, deadline = b"", time.monotonic() + timeout
@@ -350,6 +361,19 @@ def test_a_terminal_shows_a_progress_bar(sd15_file: Path, tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out-0.jpg", "out-1.jpg"]
     with Image.open(tmp_path / "out-1.jpg") as image:
         assert image.format == "JPEG"
+
+
+def test_without_rich_a_terminal_gets_plain_lines_and_a_hint_once(tmp_path: Path) -> None:
+    (tmp_path / "rich").mkdir()
+    (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('rich is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    status, shown, _ = _in_a_terminal(["generate", tmp_path / "missing.safetensors", "x"], env=env)
+    assert status == 1
+    assert shown.splitlines() == [
+        "sdcpp: for a progress bar, install rich: pip install 'sdcpp[cli]' (or pip install rich)",
+        f"loading {tmp_path / 'missing.safetensors'}...",
+        f"sdcpp: error: model: no such file or folder: '{tmp_path / 'missing.safetensors'}'",
+    ], shown
 
 
 def test_ctrl_c_stops_within_a_step_and_exits_130_without_a_traceback(sd15_file: Path, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import re
+import types
 import typing
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
@@ -274,8 +275,12 @@ def _unwrap(hint: Any) -> tuple[Any, bool]:
     return (rest[0] if len(rest) == 1 else hint), optional
 
 
+# ``X | None`` (Python 3.10+) is a types.UnionType, not a typing.Union.
+_UNIONS = (typing.Union, getattr(types, "UnionType", typing.Union))
+
+
 def _union_args(hint: Any) -> tuple[Any, ...]:
-    return typing.get_args(hint) if typing.get_origin(hint) is typing.Union else ()
+    return typing.get_args(hint) if typing.get_origin(hint) in _UNIONS else ()
 
 
 def _sequence_item(hint: Any) -> Any:
@@ -294,7 +299,7 @@ def _is_enum(hint: Any) -> bool:
 
 def _is_path(hint: Any) -> bool:
     return hint is os.PathLike or typing.get_origin(hint) is os.PathLike or (
-        typing.get_origin(hint) is typing.Union and all(a is str or _is_path(a) for a in _union_args(hint))
+        bool(_union_args(hint)) and all(a is str or _is_path(a) for a in _union_args(hint))
     )
 
 
