@@ -257,4 +257,4 @@ def test_command_line_prints_json(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "sdcpp", "inspect", str(path)], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["family"] == "SDXL"
     bad = subprocess.run([sys.executable, "-m", "sdcpp", "inspect", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert bad.returncode == 1 and "no such file" in bad.stderr

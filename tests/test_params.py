@@ -10,7 +10,6 @@ import pytest
 
 import sdcpp
 from sdcpp import GenerationParams, _core
-from sdcpp.__main__ import parser
 from sdcpp.params import settings, to_core
 
 SMALL = dict(width=64, height=64, steps=2)
@@ -71,17 +70,6 @@ def test_frozen() -> None:
 def test_every_field_has_help() -> None:
     assert all(f.metadata["help"] for f in fields(GenerationParams))
     assert "steps (<class 'int'>, default 20): sampling steps" in GenerationParams.describe()
-
-
-def test_command_line_has_one_option_per_setting() -> None:
-    args = parser().parse_args(
-        ["generate", "model.safetensors", "a lighthouse", "-W", "128", "--cfg-scale", "5", "--clip-skip", "2",
-         "--sampler", "euler", "--control-strength", "0.5", "--loras", "style=0.8", "/a/b=c.safetensors=1"]
-    )
-    params = GenerationParams(**{f.name: getattr(args, f.name) for f in settings()})
-    assert params == GenerationParams("a lighthouse", width=128, cfg_scale=5.0, clip_skip=2, sampler="euler",
-                                      control_strength=0.5, loras={"style": 0.8, "/a/b=c.safetensors": 1.0})
-    assert parser().parse_args(["generate", "m", "p"]).loras == {}
 
 
 def test_generate_takes_params_or_keywords_and_each_image_remakes_itself(generator: sdcpp.Generator) -> None:
