@@ -2,7 +2,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -103,9 +106,26 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
     return value;
 }
 
+// The component files a context reads, by the Generator argument that names each, and the field of
+// sd_ctx_params_t each fills. A component the engine gains is one row here and one in sdcpp.components.
+const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] = {
+    {"model", &sd_ctx_params_t::model_path},
+    {"diffusion_model", &sd_ctx_params_t::diffusion_model_path},
+    {"high_noise_diffusion_model", &sd_ctx_params_t::high_noise_diffusion_model_path},
+    {"vae", &sd_ctx_params_t::vae_path},
+    {"taesd", &sd_ctx_params_t::taesd_path},
+    {"clip_l", &sd_ctx_params_t::clip_l_path},
+    {"clip_g", &sd_ctx_params_t::clip_g_path},
+    {"clip_vision", &sd_ctx_params_t::clip_vision_path},
+    {"t5xxl", &sd_ctx_params_t::t5xxl_path},
+    {"llm", &sd_ctx_params_t::llm_path},
+    {"llm_vision", &sd_ctx_params_t::llm_vision_path},
+    {"control_net", &sd_ctx_params_t::control_net_path},
+};
+
 struct LoadOptions {
-    std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
-    std::string weight_type, device, rng, lora_apply_mode;
+    std::map<std::string, std::string> paths;  // component (a component_fields name) -> file
+    std::string weight_type, device, rng, lora_apply_mode, prediction;
     std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
@@ -132,14 +152,15 @@ public:
     Context(const LoadOptions& o, py::object logger) : logger_(std::move(logger)) {
         sd_ctx_params_t p;
         sd_ctx_params_init(&p);
-        p.model_path           = c_str_or_null(o.model);
-        p.diffusion_model_path = c_str_or_null(o.diffusion_model);
-        p.vae_path             = c_str_or_null(o.vae);
-        p.clip_l_path          = c_str_or_null(o.clip_l);
-        p.clip_g_path          = c_str_or_null(o.clip_g);
-        p.t5xxl_path           = c_str_or_null(o.t5xxl);
-        p.taesd_path           = c_str_or_null(o.taesd);
-        p.control_net_path     = c_str_or_null(o.control_net);
+        for (const auto& [component, path] : o.paths) {
+            auto row = std::find_if(std::begin(component_fields), std::end(component_fields),
+                                    [&](const auto& r) { return component == r.first; });
+            if (row == std::end(component_fields)) {
+                throw py::value_error("unknown model component '" + component + "'");
+            }
+            p.*(row->second) = c_str_or_null(path);
+        }
+        p.prediction = parse_name(o.prediction, str_to_prediction, PREDICTION_COUNT, "prediction");
         p.wtype                = parse_name(o.weight_type, str_to_sd_type, SD_TYPE_COUNT, "weight type");
         p.rng_type             = parse_name(o.rng, str_to_rng_type, RNG_TYPE_COUNT, "rng");
         if (p.rng_type == RNG_TYPE_COUNT) {
@@ -223,6 +244,8 @@ public:
         p.clip_skip                        = o.clip_skip;
         p.sample_params.sample_steps       = o.steps;
         p.sample_params.guidance.txt_cfg   = o.cfg_scale;
+        p.sample_params.guidance.distilled_guidance = o.guidance;
+        p.sample_params.flow_shift         = o.flow_shift;
         p.strength                         = o.strength;
         p.control_strength                 = o.control_strength;
         p.init_image                       = image_view(init_image);
@@ -308,6 +331,12 @@ public:
     }
     int spatial_multiple() {
         return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_spatial_multiple(ctx); });
+    }
+    std::string prediction() {  // 0035-context-prediction.patch
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_prediction_name(sd_ctx_prediction(ctx))); });
+    }
+    float default_flow_shift() {  // 0035-context-prediction.patch; infinity: not a flow model
+        return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_default_flow_shift(ctx); });
     }
 
     // Stops every generation that has begun (see begin_generation): the running one at its next
@@ -407,30 +436,35 @@ private:
 };
 
 void register_context(py::module_& m) {
+    m.def("component_names", [] {
+        std::vector<std::string> out;
+        for (const auto& row : component_fields) {
+            out.emplace_back(row.first);
+        }
+        return out;
+    }, "The component files a Context reads (the keys of its `paths`), in the engine's field order.");
     py::class_<Context>(m, "Context", "An engine context holding one loaded model.")
-        .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
-                         std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
-                         std::string weight_type,
-                         std::string device, std::string rng, std::string lora_apply_mode,
+        .def(py::init([](std::map<std::string, std::string> paths, std::string weight_type,
+                         std::string device, std::string rng, std::string lora_apply_mode, std::string prediction,
                          std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
                          bool batched_cfg, py::object logger) {
                  return std::make_unique<Context>(
-                     LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
-                                 rng, lora_apply_mode, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
+                     LoadOptions{std::move(paths), weight_type, device, rng, lora_apply_mode, prediction, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
                                  vae_decode_only, mmap, batched_cfg},
                      std::move(logger));
              }),
-             py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
-             py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
+             py::kw_only(), py::arg("paths"),
              py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "",
+             py::arg("prediction") = "",
              py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
              py::arg("batched_cfg") = true,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
-Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
+`prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
 a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
 log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
 evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
@@ -460,6 +494,8 @@ Raises:
         .def_property_readonly("device", &Context::device)
         .def_property_readonly("weight_types", &Context::weight_types)
         .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
+        .def_property_readonly("prediction", &Context::prediction)
+        .def_property_readonly("default_flow_shift", &Context::default_flow_shift)
         .def_property_readonly("closed", &Context::closed)
         .def_static(
             "refuse_op_for_tests",

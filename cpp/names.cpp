@@ -39,6 +39,9 @@ void register_names(py::module_& m) {
     m.def("lora_apply_modes", [] {
         return names<lora_apply_mode_t>(LORA_APPLY_MODE_COUNT, sd_lora_apply_mode_name, str_to_lora_apply_mode);
     }, "LoRA apply modes: when a LoRA is merged into the weights.");
+    m.def("prediction_names", [] {
+        return names<prediction_t>(PREDICTION_COUNT, sd_prediction_name, str_to_prediction);
+    }, "Prediction types of the diffusion model's denoiser.");
     m.def("rng_types", [] {
         return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
     }, "Random number generator names.");

@@ -21,6 +21,8 @@ using LoraWeights = std::map<std::string, float>;
     X(int, height)                      \
     X(int, steps)                       \
     X(float, cfg_scale)                 \
+    X(float, guidance)                  \
+    X(float, flow_shift)                \
     X(std::string, sampler)             \
     X(std::string, scheduler)           \
     X(int64_t, seed)                    \

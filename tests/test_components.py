@@ -4,6 +4,7 @@ weight_type and keep_clip_on_cpu / keep_vae_on_cpu, each checked by its effect o
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 from pathlib import Path
@@ -13,8 +14,11 @@ import pytest
 from PIL import Image
 
 import sdcpp
+from sdcpp import _core
+from sdcpp.components import COMPONENTS
 
 from .models_extra import COMPONENT_FILES
+from .test_inspect import header_only
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -112,13 +116,10 @@ def test_taesd_decodes_as_diffusers_autoencoder_tiny(sd15_file: Path, taesd_file
 # --- separate component files --------------------------------------------------------------------------
 
 
-# The engine reads a separate diffusion model first and picks clip_l's tensor prefix from the SD
-# version known then, before any text encoder is read: "unknown", so clip_l's tensors get the
-# prefix of the DiT models and SD 1.x is never recognised. The files are what ComfyUI-style split
-# checkpoints hold. Strict: fixing the engine makes this pass, and must.
-@pytest.mark.xfail(
-    strict=True, raises=sdcpp.ModelLoadError, reason="the engine cannot detect SD 1.x from separate files"
-)
+# The engine reads a separate diffusion model first and picked clip_l's tensor prefix from the SD
+# version known then, before any text encoder is read: "unknown", so clip_l's tensors got the prefix
+# of the DiT models and SD 1.x was never recognised. Patch 0036 takes a UNet's block names as enough.
+# The files are what ComfyUI-style split checkpoints hold.
 def test_separate_component_files_give_the_single_files_pixels(
     generator: sdcpp.Generator, sd15_components: Path
 ) -> None:
@@ -128,6 +129,34 @@ def test_separate_component_files_give_the_single_files_pixels(
         assert gen.weight_types == generator.weight_types
         split = pixels(gen.generate("a lighthouse", seed=8, **SMALL))
     np.testing.assert_array_equal(split, pixels(generator.generate("a lighthouse", seed=8, **SMALL)))
+
+
+def test_component_arguments_are_the_engines() -> None:
+    assert list(COMPONENTS) == _core.component_names()
+    assert set(COMPONENTS) - {"model"} <= set(inspect.signature(sdcpp.Generator).parameters)
+
+
+def test_a_diffusion_model_alone_names_the_missing_components(sd15_components: Path) -> None:
+    with pytest.raises(sdcpp.ModelLoadError) as e:
+        sdcpp.Generator(diffusion_model=sd15_components / "diffusion_model.safetensors", device="cpu")
+    assert str(e.value).startswith("vae, clip_l: SD 1.x needs these components, which diffusion_model=")
+    assert "\n  vae=PATH: the VAE" in str(e.value) and "\n  clip_l=PATH: the CLIP text encoder" in str(e.value)
+
+
+def test_sdxl_without_clip_g_names_it(tmp_path: Path) -> None:
+    # Headers only: the set is refused before the engine reads a weight.
+    xl_unet = {"input_blocks.0.0.weight": (320, 4, 3, 3), "middle_block.1.proj_in.weight": (1280, 1280),
+               "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048)}
+    parts = {
+        "diffusion_model": header_only(tmp_path / "unet.safetensors", xl_unet),
+        "vae": header_only(tmp_path / "vae.safetensors", {"decoder.conv_in.weight": (512, 4, 3, 3)}),
+        "clip_l": header_only(tmp_path / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 768)}),
+    }
+    with pytest.raises(sdcpp.ModelLoadError, match=r"^clip_g: SDXL needs this component, .*\n  clip_g=PATH: the OpenCLIP ViT-bigG"):
+        sdcpp.Generator(device="cpu", **parts)
+    with pytest.raises(sdcpp.ModelLoadError, match=r"^vae: SDXL needs this component"):
+        sdcpp.Generator(device="cpu", diffusion_model=parts["diffusion_model"], clip_l=parts["clip_l"],
+                        clip_g=header_only(tmp_path / "g.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 1280)}))
 
 
 def test_a_vae_file_replaces_the_models_vae(generator: sdcpp.Generator, sd15_file: Path, other_vae: Path) -> None:

@@ -18,6 +18,7 @@ SMALL = dict(width=64, height=64, steps=2)
 def test_sampler_and_scheduler_enums_are_the_engines_name_tables() -> None:
     assert [s.value for s in sdcpp.Sampler] == _core.sample_methods()
     assert [s.value for s in sdcpp.Scheduler] == _core.schedulers()
+    assert [p.value for p in sdcpp.Prediction] == _core.prediction_names()
 
 
 def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
@@ -27,13 +28,17 @@ def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
 def test_to_core_fills_every_field_by_name() -> None:
     # Distinct values per field, so that two fields swapped anywhere on the way would show.
     params = GenerationParams(
-        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, sampler="heun", scheduler="karras", seed=11,
+        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, guidance=2.5, flow_shift=1.5, sampler="heun",
+        scheduler="karras", seed=11,
         batch=2, clip_skip=5, strength=0.25, control_strength=0.5,
     )
     core = to_core(params)
     assert {f.name: getattr(core, f.name) for f in settings()} == params.to_dict()
     unset = to_core(GenerationParams("a"))
     assert (unset.sampler, unset.scheduler, unset.clip_skip) == ("", "", -1)
+    # Settings a Generator resolves from its family reach the engine as its own defaults without one.
+    assert (unset.width, unset.height, unset.steps, unset.cfg_scale, unset.guidance) == (512, 512, 20, 7.0, 3.5)
+    assert unset.flow_shift == math.inf
 
 
 def test_values_are_stored_as_their_field_types() -> None:
@@ -46,12 +51,12 @@ def test_values_are_stored_as_their_field_types() -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(steps=True), r"^steps: must be an integer from 1 to 10000, not True"),
-        (dict(steps="4"), r"^steps: must be an integer from 1 to 10000, not '4'"),
-        (dict(cfg_scale=math.nan), r"^cfg_scale: must be a finite number, not nan"),
+        (dict(steps=True), r"^steps: must be an integer from 1 to 10000 or None, not True"),
+        (dict(steps="4"), r"^steps: must be an integer from 1 to 10000 or None, not '4'"),
+        (dict(cfg_scale=math.nan), r"^cfg_scale: must be a finite number or None, not nan"),
         (dict(clip_skip=0), r"^clip_skip: must be a positive integer or None, not 0"),
         (dict(strength=-0.1), r"^strength: must be a number from 0 to 1, not -0.1"),
-        (dict(width=0), r"^width: must be a positive integer, not 0"),
+        (dict(width=0), r"^width: must be a positive integer or None, not 0"),
         (dict(seed=2**63 - 1, batch=2), r"^seed: must be -1 \(random\) or an integer from 0 to 2\*\*63 - 2"),
         (dict(sampler="bogus"), r"^sampler: unknown sampler 'bogus'; one of euler, euler_a"),
         (dict(negative_prompt=3), r"^negative_prompt: must be a str, not int"),
@@ -69,7 +74,9 @@ def test_frozen() -> None:
 
 def test_every_field_has_help() -> None:
     assert all(f.metadata["help"] for f in fields(GenerationParams))
-    assert "steps (<class 'int'>, default 20): sampling steps" in GenerationParams.describe()
+    assert "steps (typing.Optional[int], default None): sampling steps; None: the model's default" in (
+        GenerationParams.describe()
+    )
 
 
 def test_generate_takes_params_or_keywords_and_each_image_remakes_itself(generator: sdcpp.Generator) -> None:

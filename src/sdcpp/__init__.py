@@ -32,7 +32,7 @@ from .generator import Generator, Tokens
 from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
-from .names import LoraApplyMode, Sampler, Scheduler
+from .names import LoraApplyMode, Prediction, Sampler, Scheduler
 from .params import GenerationParams
 from ._core import __version__
 from .doctor import self_test
@@ -54,6 +54,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OpProfile",
+    "Prediction",
     "Sampler",
     "Scheduler",
     "SdcppError",

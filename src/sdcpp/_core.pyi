@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'component_names', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -16,9 +16,10 @@ class Context:
         """
         Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
         """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, logger: typing.Any = None) -> None:
+    def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, logger: typing.Any = None) -> None:
         """
-        Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+        Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
+        `prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
         a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
         log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
         evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
@@ -88,10 +89,16 @@ class Context:
     def closed(self) -> bool:
         ...
     @property
+    def default_flow_shift(self) -> float:
+        ...
+    @property
     def device(self) -> str:
         ...
     @property
     def model_version(self) -> str:
+        ...
+    @property
+    def prediction(self) -> str:
         ...
     @property
     def spatial_multiple(self) -> int:
@@ -103,7 +110,7 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'guidance', 'flow_shift', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
     negative_prompt: str
     prompt: str
     sampler: str
@@ -133,6 +140,18 @@ class GenerationParams:
         ...
     @control_strength.setter
     def control_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def flow_shift(self) -> float:
+        ...
+    @flow_shift.setter
+    def flow_shift(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def guidance(self) -> float:
+        ...
+    @guidance.setter
+    def guidance(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def height(self) -> int:
@@ -185,6 +204,10 @@ def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
     """
+def component_names() -> list[str]:
+    """
+    The component files a Context reads (the keys of its `paths`), in the engine's field order.
+    """
 def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
     """
     Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
@@ -227,6 +250,10 @@ def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: ty
     """
 def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], dim: typing.SupportsInt | typing.SupportsIndex, max_period: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def prediction_names() -> list[str]:
+    """
+    Prediction types of the diffusion model's denoiser.
+    """
 def probe_device(name: str) -> str | None:
     """
     Checks that a ggml device can run the engine: it initialises, supports the operations of an SD

@@ -6,7 +6,8 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence, Union, overload
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
 
@@ -17,7 +18,9 @@ from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage
 from .loras import find_embeddings, resolve_loras, split_prompt
-from .names import LoraApplyMode, Sampler, Scheduler
+from .components import COMPONENTS, check_complete
+from .defaults import family_defaults, resolved
+from .names import LoraApplyMode, Prediction, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -49,9 +52,14 @@ class Generator:
         model: a single-file model (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
             (``unet/``, ``vae/``, ``text_encoder/``). May be omitted when the parts are given
             separately through ``diffusion_model`` and the encoders.
-        vae, clip_l, clip_g, t5xxl, diffusion_model, taesd: separate component files, which
-            replace or complete those inside ``model``.
+        diffusion_model, vae, taesd, clip_l, clip_g, t5xxl, llm, llm_vision, clip_vision,
+            high_noise_diffusion_model: separate component files, which replace or complete those
+            inside ``model`` (``sdcpp.components.COMPONENTS`` says what each holds). A set that lacks
+            a component its family needs raises ModelLoadError naming the argument that supplies it.
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
+        prediction: what the diffusion model predicts (a :class:`Prediction` or its name, e.g. ``"v"``
+            for an SD 2.x 768-v model the engine takes for eps); ``None``: the engine decides from the
+            files. ``Generator.prediction`` says which is used.
         weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
             ``sdcpp.names``); ``None`` keeps the file's types.
         device: ``"auto"`` (the first GPU this build supports that starts, else the CPU, with
@@ -94,9 +102,14 @@ class Generator:
         clip_l: Optional[PathLike] = None,
         clip_g: Optional[PathLike] = None,
         t5xxl: Optional[PathLike] = None,
+        llm: Optional[PathLike] = None,
+        llm_vision: Optional[PathLike] = None,
+        clip_vision: Optional[PathLike] = None,
         diffusion_model: Optional[PathLike] = None,
+        high_noise_diffusion_model: Optional[PathLike] = None,
         taesd: Optional[PathLike] = None,
         control_net: Optional[PathLike] = None,
+        prediction: Union[Prediction, str, None] = None,
         weight_type: Optional[str] = None,
         device: str = "auto",
         threads: Optional[int] = None,
@@ -110,13 +123,16 @@ class Generator:
         batched_cfg: Optional[bool] = None,
         name: Optional[str] = None,
     ) -> None:
-        paths = {
-            "model": model, "vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl,
-            "diffusion_model": diffusion_model, "taesd": taesd, "control_net": control_net,
-        }
+        given = locals()
+        paths = {k: given[k] for k in COMPONENTS if given[k] is not None}
         if model is None and diffusion_model is None:
             raise InvalidArgumentError("model: give a model file or folder (or diffusion_model=...)")
-        checked = {k: str(check_model_path(v, k)) for k, v in paths.items() if v is not None}
+        checked = {k: str(check_model_path(v, k)) for k, v in paths.items()}
+        if prediction is not None and prediction not in [p.value for p in Prediction]:
+            raise InvalidArgumentError(
+                f"prediction: unknown prediction {prediction!r}; one of {', '.join(p.value for p in Prediction)}"
+            )
+        check_complete(checked)
         if weight_type is not None and weight_type not in _core.weight_types():
             raise InvalidArgumentError(
                 f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
@@ -149,7 +165,8 @@ class Generator:
             # benchmarks/RESULTS.md: flash attention is faster on CUDA only
             self.flash_attn = bool(on.startswith("CUDA") if flash_attn is None else flash_attn)
             return _core.Context(
-                **checked,
+                paths=checked,
+                prediction=Prediction(prediction).value if prediction is not None else "",
                 weight_type=weight_type or "",
                 device=on,
                 rng=rng or "",
@@ -180,6 +197,15 @@ class Generator:
         self.weight_types: dict[str, dict[str, int]] = _parse_weight_types(self._ctx.weight_types)
         #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
         self.size_multiple: int = self._ctx.spatial_multiple
+        #: What the diffusion model predicts: the ``prediction`` asked for, or the engine's choice.
+        self.prediction = Prediction(self._ctx.prediction)
+        sampler = Sampler(self._ctx.default_sample_method())
+        #: The settings a generation leaves None take: the family's recommended size, steps, CFG scale and
+        #: distilled guidance (sdcpp.defaults), the engine's sampler, scheduler and flow shift for this model.
+        self.defaults: Mapping[str, Any] = MappingProxyType(resolved(
+            family_defaults(self.family, self.prediction.value), sampler,
+            Scheduler(self._ctx.default_scheduler(sampler.value)), self._ctx.default_flow_shift,
+        ))
         self.logger.info("loaded %s", self)
         if self.embeddings:
             # The engine leaves any other word as text without a word in its log: say which are tokens.
@@ -210,17 +236,16 @@ class Generator:
         """
         ticket = self._ctx.begin_generation()  # from here on, cancel() stops this call
         given = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], GenerationParams) else None
-        params = given or GenerationParams(*args, **kwargs)
+        params = self.with_defaults(given or GenerationParams(*args, **kwargs))
         self._check_size(params.width, params.height)
         self._check_memory(params.width, params.height)
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
-        sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
         seed = params.seed
         if seed == -1:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
             logger.info("seed %d", seed)
-        params = replace(params, sampler=sampler, scheduler=scheduler, seed=seed)
+        params = replace(params, seed=seed)
         prompt, tagged = split_prompt(params.prompt)
         loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
 
@@ -240,6 +265,13 @@ class Generator:
         return [
             GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
         ]
+
+    def with_defaults(self, params: GenerationParams) -> GenerationParams:
+        """``params`` with each setting left None replaced by this model's default (:attr:`defaults`);
+        the scheduler's default follows the sampler chosen."""
+        sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
+        unset = {k: v for k, v in self.defaults.items() if getattr(params, k) is None and k not in ("sampler", "scheduler")}
+        return replace(params, **unset, sampler=sampler, scheduler=scheduler)
 
     def cancel(self) -> None:
         """Stop every :meth:`generate` call that has begun on this Generator.
@@ -335,7 +367,7 @@ class Generator:
 
     def _sampler_and_scheduler(self, sampler: object, scheduler: object) -> tuple[Sampler, Scheduler]:
         """The sampler and scheduler named, or the model's defaults for None."""
-        chosen = check_field("sampler", sampler) or Sampler(self._ctx.default_sample_method())
+        chosen = check_field("sampler", sampler) or Sampler(self.defaults["sampler"])
         return chosen, check_field("scheduler", scheduler) or Scheduler(self._ctx.default_scheduler(chosen.value))
 
     @property

@@ -105,6 +105,11 @@ def _a1111_text(p: Mapping[str, Any]) -> str:
         "Size": f"{p['width']}x{p['height']}",
         "Model": p["model"],
     }
+    # Forge's names for these, written only for the families that use them.
+    if p.get("guidance") is not None:
+        settings["Distilled CFG Scale"] = p["guidance"]
+    if p.get("flow_shift") is not None:
+        settings["Shift"] = p["flow_shift"]
     lines.append(", ".join(f"{k}: {v}" for k, v in settings.items()))
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Samplers, schedulers and LoRA apply modes, named exactly as the engine names them.
+"""Samplers, schedulers, predictions and LoRA apply modes, named exactly as the engine names them.
 
 The members are written out here so that IDEs and type checkers see them (``Sampler.EULER_A``);
 tests/test_params.py checks that they equal the engine's own name tables. Each member is a ``str``:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
+__all__ = ["LoraApplyMode", "Prediction", "Sampler", "Scheduler", "samplers", "schedulers"]
 
 
 class _EngineName(str, enum.Enum):
@@ -51,6 +51,28 @@ class Scheduler(_EngineName):
     KL_OPTIMAL = "kl_optimal"
     LCM = "lcm"
     BONG_TANGENT = "bong_tangent"
+
+
+class Prediction(_EngineName):
+    """What the diffusion model predicts (``Generator(prediction=...)``, ``Generator.prediction``).
+
+    The engine decides it from the files when none is given: SD 2.x by one UNet evaluation (v when the
+    output at the last timestep is far below the input, as a 768-v model's is), SDXL by a ``v_pred``
+    or ``edm_vpred.sigma_max`` key in the file, flow models by their family; everything else is eps.
+    """
+
+    #: The noise (SD 1.x, SD 2.x base at 512, SDXL).
+    EPS = "eps"
+    #: The velocity (SD 2.x 768-v, v-prediction fine-tunes).
+    V = "v"
+    #: The velocity with EDM's noise levels (CosXL).
+    EDM_V = "edm_v"
+    #: Rectified flow (SD3.x, Qwen-Image, Z-Image, Wan, ...).
+    SD3_FLOW = "sd3_flow"
+    #: Flux.1's flow.
+    FLUX_FLOW = "flux_flow"
+    #: Flux.2's flow.
+    FLUX2_FLOW = "flux2_flow"
 
 
 class LoraApplyMode(_EngineName):

@@ -20,6 +20,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar, Union
 
 import numpy as np
+from PIL import Image
 
 from . import _core
 from .errors import InvalidArgumentError
@@ -98,10 +99,26 @@ class GenerationParams:
     prompt: str = _setting(MISSING, "what to draw; the engine's emphasis syntax (word:1.2) is understood",
                            check=lambda p, _: _check_text(p, "prompt"))
     negative_prompt: str = _setting("", "what to steer away from", check=lambda p, _: _check_text(p, "negative_prompt"))
-    width: int = _setting(512, "image width in pixels, a multiple of Generator.size_multiple (64 for SD 1.x/2.x/XL)", min=1)
-    height: int = _setting(512, "image height in pixels, a multiple of Generator.size_multiple", min=1)
-    steps: int = _setting(20, "sampling steps", min=1, max=10_000)
-    cfg_scale: float = _setting(7.0, "classifier-free guidance scale")
+    # None for the settings below: the model family's default (Generator.defaults), resolved when generating.
+    # ``unset`` is the engine's own default, which only a caller of to_core() without a Generator sees.
+    width: Optional[int] = _setting(
+        None, "image width in pixels, a multiple of Generator.size_multiple (64 for SD 1.x/2.x/XL); None: "
+        "the input image's, else the model's default (512 for SD 1.x, 768 for SD 2.x 768-v, 1024 for SDXL)",
+        min=1, unset=512,
+    )
+    height: Optional[int] = _setting(None, "image height in pixels, a multiple of Generator.size_multiple; None: as width",
+                                     min=1, unset=512)
+    steps: Optional[int] = _setting(None, "sampling steps; None: the model's default", min=1, max=10_000, unset=20)
+    cfg_scale: Optional[float] = _setting(None, "classifier-free guidance scale; None: the model's default",
+                                          unset=7.0)
+    guidance: Optional[float] = _setting(
+        None, "distilled guidance of guidance-distilled models (Flux.1 dev: 3.5); None: the model's default, "
+        "ignored by models without it", unset=3.5,
+    )
+    flow_shift: Optional[float] = _setting(
+        None, "noise schedule shift of flow models (SD3.x, Flux, Qwen-Image, Z-Image, Wan); None: the model's "
+        "default, ignored by other models", min=0, unset=math.inf,
+    )
     sampler: Union[Sampler, str, None] = _setting(None, "sampling method; None: the model's default", unset="")
     scheduler: Union[Scheduler, str, None] = _setting(None, "noise schedule; None: the sampler's default", unset="")
     seed: int = _setting(-1, "image i of the batch uses seed + i; -1 draws a random seed",
@@ -139,11 +156,29 @@ class GenerationParams:
                 f.metadata["check"](self, getattr(self, f.name))
         if self.mask_image is not None and self.init_image is None:
             raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
+        if self.width is None or self.height is None:
+            self._size_from_inputs()
         for name in ("init_image", "mask_image", "control_image"):
             pixels = input_pixels(getattr(self, name), name, self.width, self.height, mask=name == "mask_image")
             object.__setattr__(self, name, pixels)
         if self.progress is not None and not callable(self.progress):
             raise InvalidArgumentError(f"progress: must be callable or None, not {type(self.progress).__name__}")
+
+    def _size_from_inputs(self) -> None:
+        """An unset width or height becomes that of the first input image: img2img keeps its size."""
+        for name in ("init_image", "control_image"):
+            image = getattr(self, name)
+            if image is None:
+                continue
+            if isinstance(image, Image.Image):
+                w, h = image.size
+            elif isinstance(image, np.ndarray) and image.ndim >= 2:
+                h, w = image.shape[:2]
+            else:
+                return  # input_pixels says what is wrong with it
+            object.__setattr__(self, "width", self.width if self.width is not None else int(w))
+            object.__setattr__(self, "height", self.height if self.height is not None else int(h))
+            return
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (enums as their names): what images record."""
