@@ -1,4 +1,4 @@
-// The engine's own name tables (samplers, schedulers, LoRA apply modes, RNGs, weight types), read through its
+// The engine's own name tables (samplers, schedulers, previews, LoRA apply modes, RNGs, weight types), read through its
 // *_name / str_to_* helpers so that nothing here re-types them.
 #include <pybind11/stl.h>
 
@@ -39,6 +39,9 @@ void register_names(py::module_& m) {
     m.def("lora_apply_modes", [] {
         return names<lora_apply_mode_t>(LORA_APPLY_MODE_COUNT, sd_lora_apply_mode_name, str_to_lora_apply_mode);
     }, "LoRA apply modes: when a LoRA is merged into the weights.");
+    m.def("preview_modes", [] {
+        return names<preview_t>(PREVIEW_COUNT, sd_preview_name, str_to_preview);
+    }, "Preview modes: how a preview image is made from the latent during sampling.");
     m.def("rng_types", [] {
         return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
     }, "Random number generator names.");
