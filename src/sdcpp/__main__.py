@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import collections.abc
+import dataclasses
 import enum
 import json
 import logging
@@ -62,6 +63,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             option["choices"] = [m.value for m in kind]
         elif typing.get_origin(kind) is collections.abc.Mapping:
             option.update(nargs="+", action=_Weights, metavar="NAME=WEIGHT", default={})
+        elif typing.get_origin(kind) is tuple:
+            option.update(nargs="+", type=float)
+        elif dataclasses.is_dataclass(kind):  # a group of settings: true (its defaults) or its fields as JSON
+            option.update(type=json.loads, metavar="true|JSON")
         else:
             option["type"] = kind
         if f.name == "prompt":
