@@ -89,7 +89,8 @@ def test_settings_for_other_model_families_are_refused_for_unet_models(generator
     for kwargs, message in [
         (dict(flow_shift=3.0), r"^flow_shift: applies to DiT models .* SD 1.x is a UNet model"),
         (dict(slg=True), r"^slg: applies to DiT models"),
-        (dict(img_cfg_scale=1.5), r"^img_cfg_scale: applies to inpainting and instruct-pix2pix models, not to SD 1.x"),
+        (dict(img_cfg_scale=1.5), r"^img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control "
+                                  r"models, not to SD 1.x"),
         (dict(cache_mode="easycache"), r"^cache_mode: easycache does not apply to SD 1.x \(a UNet model\); use one "
                                        r"of disabled, spectrum, ucache"),
     ]:

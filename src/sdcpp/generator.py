@@ -308,9 +308,12 @@ class Generator:
                     f"{name}: applies to DiT models (SD3, Flux, ...); {self.family} is a UNet model, which the "
                     "engine would run without it: leave it None"
                 )
-        if params.img_cfg_scale is not None and not any(k in self.family for k in ("Inpaint", "Pix2Pix", "Fill")):
+        # The engine's sd_version_is_inpaint_or_unet_edit, by the family names it gives those versions.
+        image_guided = ("Inpaint", "Pix2Pix", "Fill", "Flux Control", "Flex.2")
+        if params.img_cfg_scale is not None and not any(k in self.family for k in image_guided):
             raise InvalidArgumentError(
-                f"img_cfg_scale: applies to inpainting and instruct-pix2pix models, not to {self.family}: leave it None"
+                f"img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control models, not to "
+                f"{self.family}: leave it None"
             )
         if params.preview is not None and params.preview_mode is PreviewMode.NONE:
             raise InvalidArgumentError("preview_mode: none gives the preview callback nothing; use proj, tae or vae")

@@ -210,7 +210,8 @@ class GenerationParams:
         "models, which have none", unset=math.inf,
     )
     img_cfg_scale: Optional[float] = _setting(
-        None, "image guidance scale of inpainting and instruct-pix2pix models; None: cfg_scale; refused for others",
+        None, "image guidance scale of inpainting, instruct-pix2pix and Flux Fill/Control models; None: cfg_scale; "
+        "refused for others",
         unset=math.inf,
     )
     slg: Union[SkipLayerGuidance, bool, None] = _setting(
