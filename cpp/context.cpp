@@ -123,12 +123,34 @@ const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] 
     {"control_net", &sd_ctx_params_t::control_net_path},
 };
 
+// The sampling extras of `o` (params.h's SDCPP_SAMPLING_EXTRAS) into the engine's call; the
+// skip-layer list is pointed at by the caller, which keeps it alive.
+void set_sampling_extras(const GenerationParams& o, sd_img_gen_params_t& p) {
+    if (o.vae_tiling) {
+        const VaeTiling& t  = *o.vae_tiling;
+        p.vae_tiling_params = sd_tiling_params_t{true, t.tile_size_x, t.tile_size_y, t.target_overlap, t.rel_size_x,
+                                                 t.rel_size_y};
+    }
+    p.cache.mode                       = cache_mode_from_name(o.cache_mode);
+    p.cache.reuse_threshold            = o.cache_threshold;
+    p.sample_params.custom_sigmas      = const_cast<float*>(o.custom_sigmas.data());
+    p.sample_params.custom_sigmas_count = static_cast<int>(o.custom_sigmas.size());
+    p.sample_params.eta                = o.eta;
+    p.sample_params.guidance.img_cfg   = o.img_cfg_scale;
+    if (o.slg) {
+        p.sample_params.guidance.slg.layer_start = o.slg->layer_start;
+        p.sample_params.guidance.slg.layer_end   = o.slg->layer_end;
+        p.sample_params.guidance.slg.scale       = o.slg->scale;
+    }
+}
+
 struct LoadOptions {
     std::map<std::string, std::string> paths;  // component (a component_fields name) -> file
     std::string weight_type, device, rng, lora_apply_mode, prediction;
     std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
+    bool circular_x, circular_y;
 };
 
 using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -187,6 +209,8 @@ public:
         p.vae_decode_only      = o.vae_decode_only;
         p.enable_mmap          = o.mmap;
         p.batched_cfg          = o.batched_cfg;  // 0030-batched-cfg.patch
+        p.circular_x           = o.circular_x;
+        p.circular_y           = o.circular_y;
         // The engine's default frees the weights after the first generation, and a second one on the
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
@@ -232,7 +256,7 @@ public:
     py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
                                                     const std::optional<Pixels>& control_image, py::object progress,
-                                                    uint64_t ticket) {
+                                                    py::object preview, uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
         p.prompt                           = o.prompt.c_str();
@@ -260,13 +284,18 @@ public:
         p.sample_params.sample_method =
             parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
+        set_sampling_extras(o, p);
+        std::vector<int> skip_layers = o.slg ? o.slg->layers : std::vector<int>{};
+        p.sample_params.guidance.slg.layers      = skip_layers.data();
+        p.sample_params.guidance.slg.layer_count = skip_layers.size();
 
         if (ticket == 0) {
             ticket = begin_generation();
         }
+        const bool previewing = !preview.is_none();
         CallScope scope(
             std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); },
-            [this, ticket] { return is_cancelled(ticket); });
+            [this, ticket] { return is_cancelled(ticket); }, std::move(preview));
         call_mutex_.refuse_reentry("Generator.generate()");
         sd_image_t* images = nullptr;
         bool cancelled     = false;
@@ -274,6 +303,7 @@ public:
         {
             py::gil_scoped_release nogil;
             std::lock_guard<OwnedMutex> lock(call_mutex_);
+            PreviewScope previews(previewing, o.preview_mode, o.preview_every);
             sd_ctx_t* ctx = live();
             if (start_running(ctx, ticket)) {
                 try {
@@ -448,10 +478,11 @@ void register_context(py::module_& m) {
                          std::string device, std::string rng, std::string lora_apply_mode, std::string prediction,
                          std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
-                         bool batched_cfg, py::object logger) {
+                         bool batched_cfg, bool circular_x, bool circular_y, py::object logger) {
                  return std::make_unique<Context>(
                      LoadOptions{std::move(paths), weight_type, device, rng, lora_apply_mode, prediction, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
-                                 vae_decode_only, mmap, batched_cfg},
+                                 vae_decode_only, mmap, batched_cfg,
+                                 circular_x, circular_y},
                      std::move(logger));
              }),
              py::kw_only(), py::arg("paths"),
@@ -460,26 +491,30 @@ void register_context(py::module_& m) {
              py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
-             py::arg("batched_cfg") = true,
+             py::arg("batched_cfg") = true, py::arg("circular_x") = false, py::arg("circular_y") = false,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
 Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
 `prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
 a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
 log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
-evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
+evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
+`circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
 )pbdoc")
         .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
              py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
-             py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
+             py::arg("progress").none(true) = py::none(), py::arg("preview").none(true) = py::none(),
+             py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
 image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+`preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every
+params.preview_every-th step, made as params.preview_mode says.
 `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
 
 Raises:

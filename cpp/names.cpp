@@ -1,4 +1,4 @@
-// The engine's own name tables (samplers, schedulers, LoRA apply modes, RNGs, weight types), read through its
+// The engine's own name tables (samplers, schedulers, previews, LoRA apply modes, RNGs, weight types), read through its
 // *_name / str_to_* helpers so that nothing here re-types them.
 #include <pybind11/stl.h>
 
@@ -42,6 +42,9 @@ void register_names(py::module_& m) {
     m.def("prediction_names", [] {
         return names<prediction_t>(PREDICTION_COUNT, sd_prediction_name, str_to_prediction);
     }, "Prediction types of the diffusion model's denoiser.");
+    m.def("preview_modes", [] {
+        return names<preview_t>(PREVIEW_COUNT, sd_preview_name, str_to_preview);
+    }, "Preview modes: how a preview image is made from the latent during sampling.");
     m.def("rng_types", [] {
         return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
     }, "Random number generator names.");

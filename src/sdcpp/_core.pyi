@@ -6,7 +6,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'component_names', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'SkipLayerGuidance', 'VaeTiling', 'cache_modes', 'component_names', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -16,13 +16,14 @@ class Context:
         """
         Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
         """
-    def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, logger: typing.Any = None) -> None:
+    def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, circular_x: bool = False, circular_y: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
         `prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
         a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
         log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
-        evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
+        evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
+        `circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
@@ -59,12 +60,14 @@ class Context:
         """
         For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.
         """
-    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, preview: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+        `preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every
+        params.preview_every-th step, made as params.preview_mode says.
         `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
         
         Raises:
@@ -110,11 +113,15 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'guidance', 'flow_shift', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
+    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'guidance', 'flow_shift', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras', 'preview_every', 'preview_mode', 'vae_tiling', 'cache_mode', 'cache_threshold', 'custom_sigmas', 'eta', 'img_cfg_scale', 'slg']
+    cache_mode: str
     negative_prompt: str
+    preview_mode: str
     prompt: str
     sampler: str
     scheduler: str
+    slg: sdcpp._core.SkipLayerGuidance | None
+    vae_tiling: sdcpp._core.VaeTiling | None
     def __init__(self) -> None:
         ...
     @property
@@ -122,6 +129,12 @@ class GenerationParams:
         ...
     @batch.setter
     def batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cache_threshold(self) -> float:
+        ...
+    @cache_threshold.setter
+    def cache_threshold(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def cfg_scale(self) -> float:
@@ -142,6 +155,18 @@ class GenerationParams:
     def control_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def custom_sigmas(self) -> list[float]:
+        ...
+    @custom_sigmas.setter
+    def custom_sigmas(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def eta(self) -> float:
+        ...
+    @eta.setter
+    def eta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def flow_shift(self) -> float:
         ...
     @flow_shift.setter
@@ -160,10 +185,22 @@ class GenerationParams:
     def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def img_cfg_scale(self) -> float:
+        ...
+    @img_cfg_scale.setter
+    def img_cfg_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def loras(self) -> dict[str, float]:
         ...
     @loras.setter
     def loras(self, arg0: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def preview_every(self) -> int:
+        ...
+    @preview_every.setter
+    def preview_every(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def seed(self) -> int:
@@ -200,9 +237,81 @@ class ImageBatch:
         """
     def __len__(self) -> int:
         ...
+class SkipLayerGuidance:
+    """
+    The engine's skip-layer guidance; see sdcpp.SkipLayerGuidance.
+    """
+    fields: typing.ClassVar[list] = ['layers', 'layer_start', 'layer_end', 'scale']
+    def __init__(self) -> None:
+        ...
+    @property
+    def layer_end(self) -> float:
+        ...
+    @layer_end.setter
+    def layer_end(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layer_start(self) -> float:
+        ...
+    @layer_start.setter
+    def layer_start(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layers(self) -> list[int]:
+        ...
+    @layers.setter
+    def layers(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def scale(self) -> float:
+        ...
+    @scale.setter
+    def scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class VaeTiling:
+    """
+    The engine's VAE tiling settings; see sdcpp.VaeTiling.
+    """
+    fields: typing.ClassVar[list] = ['tile_size_x', 'tile_size_y', 'target_overlap', 'rel_size_x', 'rel_size_y']
+    def __init__(self) -> None:
+        ...
+    @property
+    def rel_size_x(self) -> float:
+        ...
+    @rel_size_x.setter
+    def rel_size_x(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def rel_size_y(self) -> float:
+        ...
+    @rel_size_y.setter
+    def rel_size_y(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def target_overlap(self) -> float:
+        ...
+    @target_overlap.setter
+    def target_overlap(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tile_size_x(self) -> int:
+        ...
+    @tile_size_x.setter
+    def tile_size_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tile_size_y(self) -> int:
+        ...
+    @tile_size_y.setter
+    def tile_size_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
 def _abort_for_tests() -> None:
     """
     Ends the process through the engine's abort path (for the test of its report only).
+    """
+def cache_modes() -> list[str]:
+    """
+    Step-caching modes, in the engine's sd_cache_mode_t order.
     """
 def component_names() -> list[str]:
     """
@@ -253,6 +362,10 @@ def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, nu
 def prediction_names() -> list[str]:
     """
     Prediction types of the diffusion model's denoiser.
+    """
+def preview_modes() -> list[str]:
+    """
+    Preview modes: how a preview image is made from the latent during sampling.
     """
 def probe_device(name: str) -> str | None:
     """

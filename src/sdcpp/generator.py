@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
+from PIL import Image
 
 from . import _core
 from ._logs import logger, sync_level
@@ -20,7 +21,7 @@ from .images import GeneratedImage
 from .loras import find_embeddings, resolve_loras, split_prompt
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
-from .names import LoraApplyMode, Prediction, Sampler, Scheduler
+from .names import UNET_CACHE_MODES, CacheMode, LoraApplyMode, PreviewMode, Prediction, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -85,6 +86,9 @@ class Generator:
             diffusion model's working memory. ``None`` (on) and ``True`` batch where the engine
             can (SD 1.x, 2.x and XL, without a ControlNet or image guidance); ``False`` never
             does. See docs/batched-cfg.md.
+        circular_x, circular_y: pad every convolution circularly along x (left-right) or y
+            (top-bottom), so that images tile seamlessly in that direction (textures, panoramas);
+            the engine's ``circular_x`` / ``circular_y``, set when the model is loaded.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
@@ -121,6 +125,8 @@ class Generator:
         embeddings: Union[PathLike, Sequence[PathLike], None] = None,
         lora_apply_mode: Union[LoraApplyMode, str, None] = None,
         batched_cfg: Optional[bool] = None,
+        circular_x: bool = False,
+        circular_y: bool = False,
         name: Optional[str] = None,
     ) -> None:
         given = locals()
@@ -158,6 +164,9 @@ class Generator:
         self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
         ggml_device = resolve_device(device)
         self._has_control_net = control_net is not None
+        self._has_taesd = taesd is not None
+        #: Whether images tile seamlessly left-right (x) and top-bottom (y).
+        self.circular = (bool(circular_x), bool(circular_y))
         #: Whether the diffusion model runs with flash attention.
         self.flash_attn: bool = False
 
@@ -177,6 +186,8 @@ class Generator:
                 keep_clip_on_cpu=keep_clip_on_cpu,
                 keep_vae_on_cpu=keep_vae_on_cpu,
                 batched_cfg=batched_cfg is None or bool(batched_cfg),
+                circular_x=bool(circular_x),
+                circular_y=bool(circular_y),
                 logger=self.logger,
             )
 
@@ -241,6 +252,7 @@ class Generator:
         self._check_memory(params.width, params.height)
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
+        self._check_applies(params)
         seed = params.seed
         if seed == -1:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
@@ -256,10 +268,12 @@ class Generator:
             mask_image=params.mask_image,
             control_image=params.control_image,
             progress=params.progress,
+            preview=_preview_images(params.preview),
             ticket=ticket,
         )
         info = {
             "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
+            **({"circular": list(self.circular)} if any(self.circular) else {}),
             "inputs": [n for n in ("init_image", "mask_image", "control_image") if getattr(params, n) is not None],
         }
         return [
@@ -293,7 +307,7 @@ class Generator:
         head (N latent tokens: 8 heads at 1/8 scale for SD 1.x/2.x, 10 at 1/16 for SDXL), which
         dominates at large sizes; flash attention does not materialise it.
         """
-        if self.flash_attn or self.size_multiple != 64:
+        if self.flash_attn or not self._is_unet:
             return
         xl = "XL" in self.family
         tokens = (width // (16 if xl else 8)) * (height // (16 if xl else 8))
@@ -305,6 +319,38 @@ class Generator:
                 f"{self.device}, which has {free / 2**30:.0f} GiB free; use a smaller size or "
                 "Generator(..., flash_attn=True)"
             )
+
+    @property
+    def _is_unet(self) -> bool:
+        # VAE scale 8 x the UNet's 3 halvings: 64 for SD 1.x/2.x/XL; DiT models patch to 16.
+        return self.size_multiple == 64
+
+    def _check_applies(self, params: GenerationParams) -> None:
+        """Refuse settings the engine would ignore for this model (with at most a log line)."""
+        kind = "a UNet model" if self._is_unet else "a DiT model"
+        cache = params.cache_mode
+        if cache is not CacheMode.DISABLED and (cache in UNET_CACHE_MODES) != self._is_unet:
+            usable = sorted(m.value for m in CacheMode if m in UNET_CACHE_MODES or not self._is_unet)
+            raise InvalidArgumentError(
+                f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {', '.join(usable)}"
+            )
+        for name in ("flow_shift", "slg"):
+            if self._is_unet and getattr(params, name) is not None:
+                raise InvalidArgumentError(
+                    f"{name}: applies to DiT models (SD3, Flux, ...); {self.family} is a UNet model, which the "
+                    "engine would run without it: leave it None"
+                )
+        # The engine's sd_version_is_inpaint_or_unet_edit, by the family names it gives those versions.
+        image_guided = ("Inpaint", "Pix2Pix", "Fill", "Flux Control", "Flex.2")
+        if params.img_cfg_scale is not None and not any(k in self.family for k in image_guided):
+            raise InvalidArgumentError(
+                f"img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control models, not to "
+                f"{self.family}: leave it None"
+            )
+        if params.preview is not None and params.preview_mode is PreviewMode.NONE:
+            raise InvalidArgumentError("preview_mode: none gives the preview callback nothing; use proj, tae or vae")
+        if params.preview is not None and params.preview_mode is PreviewMode.TAE and not self._has_taesd:
+            raise InvalidArgumentError("preview_mode: tae needs a TAESD decoder: Generator(..., taesd=PATH)")
 
     def tokenize(self, prompt: str) -> Tokens:
         """The token ids the text encoder gets for ``prompt``, with their emphasis weights.
@@ -389,6 +435,13 @@ class Generator:
             return f"<Generator {self.model!r} (closed)>"
         weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
+
+
+def _preview_images(preview: Optional[Any]) -> Optional[Any]:
+    """The engine's ``preview(step, pixels)`` for a ``preview(step, PIL image)`` callback."""
+    if preview is None:
+        return None
+    return lambda step, pixels: preview(step, Image.fromarray(pixels))
 
 
 def _parse_weight_types(text: str) -> dict[str, dict[str, int]]:
