@@ -153,13 +153,15 @@ def test_true_is_a_groups_defaults() -> None:
 
 def test_the_command_line_takes_the_extras() -> None:
     from sdcpp.__main__ import parser
-    from sdcpp.params import settings
+    from sdcpp.cli_options import given, setting_options
 
     args = parser().parse_args(
         ["generate", "m", "a lighthouse", "--steps", "2", "--custom-sigmas", "3", "1", "0", "--vae-tiling",
-         '{"tile_size_x": 16}', "--slg", "true", "--cache-mode", "ucache", "--eta", "0.5", "--preview-mode", "vae"]
+         "tile_size_x=16", "--slg", "true", "--cache-mode", "ucache", "--eta", "0.5", "--preview-mode", "vae"]
     )
-    params = GenerationParams(**{f.name: getattr(args, f.name) for f in settings()})
+    settings = given(args, setting_options())
+    settings["vae_tiling"] = settings["vae_tiling"].apply(None)
+    params = GenerationParams("a lighthouse", **settings)
     assert params == GenerationParams("a lighthouse", steps=2, custom_sigmas=(3.0, 1.0, 0.0), slg=True, eta=0.5,
                                       vae_tiling=sdcpp.VaeTiling(tile_size_x=16), cache_mode="ucache",
                                       preview_mode="vae")

@@ -217,6 +217,8 @@ def _key_values(cls: type, optional: bool) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         if optional and text.lower() in _NONE:
             return None
+        if text.lower() in _BOOLS:  # a group that is on (its defaults) or off
+            return _BOOLS[text.lower()]
         values = {}
         for item in filter(None, text.split(",")):
             key, sep, value = item.partition("=")
@@ -268,6 +270,9 @@ def _unwrap(hint: Any) -> tuple[Any, bool]:
     many = [a for a in rest if _sequence_item(a) is not None]
     if enums:  # Union[Sampler, str]: the name of a member
         return enums[0], optional
+    groups = [a for a in rest if dataclasses.is_dataclass(a)]
+    if groups:  # Union[VaeTiling, bool]: its fields as KEY=VALUE,... (or true: its defaults)
+        return groups[0], optional
     if many:  # Union[PathLike, Sequence[PathLike]]: one or several
         return many[0], optional
     if all(a is str or _is_path(a) for a in rest):

@@ -53,10 +53,12 @@ class Generator:
         model: a single-file model (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
             (``unet/``, ``vae/``, ``text_encoder/``). May be omitted when the parts are given
             separately through ``diffusion_model`` and the encoders.
-        diffusion_model, vae, taesd, clip_l, clip_g, t5xxl, llm, llm_vision, clip_vision,
-            high_noise_diffusion_model: separate component files, which replace or complete those
-            inside ``model`` (``sdcpp.components.COMPONENTS`` says what each holds). A set that lacks
-            a component its family needs raises ModelLoadError naming the argument that supplies it.
+        diffusion_model: the diffusion model (UNet or DiT) as a file of its own; with the components
+            below, in place of ``model``.
+        vae, taesd, clip_l, clip_g, t5xxl, llm, llm_vision, clip_vision, high_noise_diffusion_model:
+            separate component files, which replace or complete those inside ``model``
+            (``sdcpp.components.COMPONENTS`` says what each holds). A set that lacks a component its
+            family needs raises ModelLoadError naming the argument that supplies it.
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
         prediction: what the diffusion model predicts (a :class:`Prediction` or its name, e.g. ``"v"``
             for an SD 2.x 768-v model the engine takes for eps); ``None``: the engine decides from the
