@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import sdcpp
-from sdcpp import GenerationParams, _core
+from sdcpp import GenerationParams
+from sdcpp._core import _testing
 from sdcpp.__main__ import parser
 from sdcpp.params import settings, to_core
 
@@ -17,12 +18,12 @@ SMALL = dict(width=64, height=64, steps=2)
 
 
 def test_sampler_and_scheduler_enums_are_the_engines_name_tables() -> None:
-    assert [s.value for s in sdcpp.Sampler] == _core.sample_methods()
-    assert [s.value for s in sdcpp.Scheduler] == _core.schedulers()
+    assert [s.value for s in sdcpp.Sampler] == _testing.sample_methods()
+    assert [s.value for s in sdcpp.Scheduler] == _testing.schedulers()
 
 
 def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
-    assert [f.name for f in settings()] == _core.GenerationParams.fields
+    assert [f.name for f in settings()] == _testing.generation_params_fields()
 
 
 def test_to_core_fills_every_field_by_name() -> None:

@@ -19,6 +19,7 @@ import pytest
 from safetensors import safe_open
 
 import sdcpp
+from sdcpp._core import _testing
 
 from sdcpp._headers import read_header
 
@@ -88,7 +89,7 @@ def _engine_run(model: Path) -> EngineRun:
     with sdcpp.Generator(model, device="cpu") as gen:
         image = np.asarray(gen.generate(PROMPT, width=64, height=64, steps=1, seed=1)[0])
         ids, weights = gen._ctx.tokenize(PROMPT)
-        y = gen._ctx.encode_vector(ids, weights, width=WIDTH, height=HEIGHT)
+        y = _testing.encode_vector(gen._ctx, ids, weights, width=WIDTH, height=HEIGHT)
         return EngineRun(gen.family, gen.weight_types, image, y)
 
 
