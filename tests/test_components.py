@@ -109,19 +109,16 @@ def test_taesd_decodes_as_diffusers_autoencoder_tiny(sd15_file: Path, taesd_file
 # --- separate component files --------------------------------------------------------------------------
 
 
-# The engine reads a separate diffusion model first and picks clip_l's tensor prefix from the SD
-# version known then, before any text encoder is read: "unknown", so clip_l's tensors get the
-# prefix of the DiT models and SD 1.x is never recognised. The files are what ComfyUI-style split
-# checkpoints hold. Strict: fixing the engine makes this pass, and must.
-@pytest.mark.xfail(
-    strict=True, raises=sdcpp.ModelLoadError, reason="the engine cannot detect SD 1.x from separate files"
-)
+# The files are what ComfyUI-style split checkpoints hold. third_party/patches/0026: the engine reads a
+# separate diffusion model first and picked clip_l's tensor prefix from the SD version known then,
+# before any text encoder is read: "unknown", so clip_l's tensors got the DiT models' prefix and SD 1.x
+# was never recognised (ModelLoadError "get sd version from file failed").
 def test_separate_component_files_give_the_single_files_pixels(
     generator: sdcpp.Generator, sd15_components: Path
 ) -> None:
     parts = {argument: sd15_components / name for argument, (name, _) in COMPONENT_FILES.items()}
     with sdcpp.Generator(device=generator.device, **parts) as gen:
-        assert gen.family == "SD 1.x"
+        assert gen.family == "SD 1.x" == sdcpp.inspect(**parts).family
         assert gen.weight_types == generator.weight_types
         split = pixels(gen.generate("a lighthouse", seed=8, **SMALL))
     np.testing.assert_array_equal(split, pixels(generator.generate("a lighthouse", seed=8, **SMALL)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["FAMILIES", "detect", "convert_name", "is_unused", "REQUIRED"]
+__all__ = ["FAMILIES", "detect", "convert_name", "holds_a_unet", "is_unused", "REQUIRED"]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
 
@@ -86,6 +86,12 @@ _DECISIVE = [
     ("model.diffusion_model.cap_embedder.0.weight", "Z-Image"),
     ("model.diffusion_model.layers.0.adaLN_sa_ln.weight", "Ernie Image"),
 ]
+
+
+def holds_a_unet(shapes: Shapes) -> bool:
+    """Whether a UNet in original names is among the tensors: it decides the text encoders' prefixes
+    even before the family can be told (engine patch 0026)."""
+    return any(name.startswith("model.diffusion_model.input_blocks.") for name in shapes)
 
 
 def detect(shapes: Shapes) -> Optional[str]:

@@ -113,7 +113,7 @@ def inspect(
         first = first or file
         prefix = _COMPONENT_PREFIXES[argument]
         if isinstance(prefix, tuple):
-            prefix = prefix[0] if _detect.detect(raw) in _detect.UNET else prefix[1]
+            prefix = prefix[0] if _detect.detect(raw) in _detect.UNET or _detect.holds_a_unet(raw) else prefix[1]
         headers[file] = _load(file, prefix, argument, raw)
         fmt = fmt or headers[file].format
     version0 = _detect.detect(raw)  # the engine converts names for the family it finds first, then detects again
