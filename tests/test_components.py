@@ -133,7 +133,8 @@ def test_a_vae_file_replaces_the_models_vae(generator: sdcpp.Generator, sd15_fil
 
 
 def test_diffusers_component_files_are_refused_with_the_engines_reason(sd15_folder: Path) -> None:
-    # ENGINE-NOTES.md; and, as above, in original names too.
+    # docs/engine-notes.md (Loading): separate files in diffusers' names are not recognised; in original
+    # names they are (the test above, engine patch 0026).
     with pytest.raises(sdcpp.ModelLoadError, match="get sd version from file failed"):
         sdcpp.Generator(
             diffusion_model=sd15_folder / "unet" / "diffusion_pytorch_model.safetensors",
