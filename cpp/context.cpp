@@ -465,7 +465,7 @@ private:
     uint64_t running_ = 0;                        // the ticket of the generation running, 0 for none
 };
 
-void register_context(py::module_& m) {
+void register_context(py::module_& m, py::module_& testing) {
     m.def("component_names", [] {
         std::vector<std::string> out;
         for (const auto& row : component_fields) {
@@ -532,11 +532,6 @@ Raises:
         .def_property_readonly("prediction", &Context::prediction)
         .def_property_readonly("default_flow_shift", &Context::default_flow_shift)
         .def_property_readonly("closed", &Context::closed)
-        .def_static(
-            "refuse_op_for_tests",
-            [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
-            py::arg("op").none(true),
-            "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.")
         .def("begin_generation", &Context::begin_generation,
              "A ticket for generate(): cancel() stops the generations whose ticket was taken before it.")
         .def("cancel", &Context::cancel,
@@ -564,34 +559,43 @@ Raises:
             },
             py::kw_only(), py::arg("steps"), py::arg("sample_method") = "", py::arg("scheduler") = "",
             py::arg("width") = 512, py::arg("height") = 512,
-            "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).")
-        .def(
-            "encode_tokens",
-            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip) {
-                return encode_tokens(self.stage_runner(), ids, weights, clip_skip);
-            },
-            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
-            "For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.")
-        .def(
-            "encode_vector",
-            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip, int width, int height) {
-                return encode_vector(self.stage_runner(), ids, weights, clip_skip, width, height);
-            },
-            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1, py::arg("width") = 1024,
-            py::arg("height") = 1024,
-            "For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.")
-        .def(
-            "diffusion_model",
-            [](Context& self, const FloatArray& x, float timestep, const FloatArray& context) {
-                return diffusion_model(self.stage_runner(), x, timestep, context);
-            },
-            py::arg("x"), py::arg("timestep"), py::arg("context"),
-            "For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).")
-        .def(
-            "decode_latent",
-            [](Context& self, const FloatArray& latent) { return decode_latent(self.stage_runner(), latent); },
-            py::arg("latent"),
-            "For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.");
+            "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).");
+
+    // 0004-check-ops-before-compute.patch's hook: the test of UnsupportedOperation has no backend that
+    // lacks an op, so it makes one. Process-wide, and undone with None.
+    testing.def(
+        "refuse_op",
+        [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
+        py::arg("op").none(true),
+        "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.");
+    // The stages one at a time, for the parity tests: production code runs them only as generate() does.
+    testing.def(
+        "encode_tokens",
+        [](Context& ctx, const IdArray& ids, const FloatArray& weights, int clip_skip) {
+            return encode_tokens(ctx.stage_runner(), ids, weights, clip_skip);
+        },
+        py::arg("context"), py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
+        "The conditioning (n_tokens, hidden) of ids and weights as Context.tokenize() gives them.");
+    testing.def(
+        "encode_vector",
+        [](Context& ctx, const IdArray& ids, const FloatArray& weights, int clip_skip, int width, int height) {
+            return encode_vector(ctx.stage_runner(), ids, weights, clip_skip, width, height);
+        },
+        py::arg("context"), py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
+        py::arg("width") = 1024, py::arg("height") = 1024,
+        "SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.");
+    testing.def(
+        "diffusion_model",
+        [](Context& ctx, const FloatArray& x, float timestep, const FloatArray& context) {
+            return diffusion_model(ctx.stage_runner(), x, timestep, context);
+        },
+        py::arg("context"), py::arg("x"), py::arg("timestep"), py::arg("conditioning"),
+        "One diffusion-model output for latent x (C, H, W), a timestep and a conditioning (n, dim).");
+    testing.def(
+        "decode_latent",
+        [](Context& ctx, const FloatArray& latent) { return decode_latent(ctx.stage_runner(), latent); },
+        py::arg("context"), py::arg("latent"),
+        "The image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.");
 }
 
 }  // namespace sdcpp

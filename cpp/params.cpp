@@ -36,7 +36,7 @@ sd_cache_mode_t cache_mode_from_name(const std::string& name) {
     throw py::value_error("unknown cache mode '" + name + "'");
 }
 
-void register_params(py::module_& m) {
+void register_params(py::module_& m, py::module_& testing) {
     m.def("cache_modes", [] { return std::vector<std::string>(std::begin(cache_mode_names), std::end(cache_mode_names)); },
           "Step-caching modes, in the engine's sd_cache_mode_t order.");
 #define SDCPP_FIELD_NAME(type, name) names.append(#name);
@@ -64,12 +64,12 @@ void register_params(py::module_& m) {
 #define SDCPP_BIND_FIELD(type, name) cls.def_readwrite(#name, &GenerationParams::name);
     SDCPP_GENERATION_PARAMS(SDCPP_BIND_FIELD)
 #undef SDCPP_BIND_FIELD
-    cls.def_property_readonly_static("fields", [](const py::object&) {
-        py::list names;
+    testing.def("generation_params_fields", [] {
+        py::typing::List<py::str> names;
+#define SDCPP_FIELD_NAME(type, name) names.append(#name);
         SDCPP_GENERATION_PARAMS(SDCPP_FIELD_NAME)
         return names;
-    }, "The field names, in order.");
-#undef SDCPP_FIELD_NAME
+    }, "The field names of GenerationParams, in order.");
 }
 
 }  // namespace sdcpp

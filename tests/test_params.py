@@ -10,19 +10,20 @@ import pytest
 
 import sdcpp
 from sdcpp import GenerationParams, _core
+from sdcpp._core import _testing
 from sdcpp.params import settings, to_core
 
 SMALL = dict(width=64, height=64, steps=2)
 
 
 def test_sampler_and_scheduler_enums_are_the_engines_name_tables() -> None:
-    assert [s.value for s in sdcpp.Sampler] == _core.sample_methods()
-    assert [s.value for s in sdcpp.Scheduler] == _core.schedulers()
+    assert [s.value for s in sdcpp.Sampler] == _testing.sample_methods()
+    assert [s.value for s in sdcpp.Scheduler] == _testing.schedulers()
     assert [p.value for p in sdcpp.Prediction] == _core.prediction_names()
 
 
 def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
-    assert [f.name for f in settings()] == _core.GenerationParams.fields
+    assert [f.name for f in settings()] == _testing.generation_params_fields()
 
 
 def test_to_core_fills_every_field_by_name() -> None:

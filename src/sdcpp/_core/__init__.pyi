@@ -6,16 +6,12 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'SkipLayerGuidance', 'VaeTiling', 'cache_modes', 'component_names', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+from . import _testing
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'SkipLayerGuidance', 'VaeTiling', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
     """
-    @staticmethod
-    def refuse_op_for_tests(op: str | None) -> None:
-        """
-        Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
-        """
     def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, circular_x: bool = False, circular_y: bool = False, logger: typing.Any = None) -> None:
         """
         Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
@@ -40,26 +36,10 @@ class Context:
         """
         Frees the model; waits for a generation in progress to finish.
         """
-    def decode_latent(self, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.
-        """
     def default_sample_method(self) -> str:
         ...
     def default_scheduler(self, sample_method: str) -> str:
         ...
-    def diffusion_model(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], timestep: typing.SupportsFloat | typing.SupportsIndex, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).
-        """
-    def encode_tokens(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
-        """
-    def encode_vector(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, width: typing.SupportsInt | typing.SupportsIndex = 1024, height: typing.SupportsInt | typing.SupportsIndex = 1024) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.
-        """
     def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, preview: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
@@ -113,7 +93,6 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'guidance', 'flow_shift', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras', 'preview_every', 'preview_mode', 'vae_tiling', 'cache_mode', 'cache_threshold', 'custom_sigmas', 'eta', 'img_cfg_scale', 'slg']
     cache_mode: str
     negative_prompt: str
     preview_mode: str
@@ -230,11 +209,6 @@ class ImageBatch:
     """
     Engine-owned pixels of one generation; the base of the arrays it returns.
     """
-    @staticmethod
-    def live_count() -> int:
-        """
-        Batches whose engine memory is still allocated in this process.
-        """
     def __len__(self) -> int:
         ...
 class SkipLayerGuidance:
@@ -305,10 +279,6 @@ class VaeTiling:
     @tile_size_y.setter
     def tile_size_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
-def _abort_for_tests() -> None:
-    """
-    Ends the process through the engine's abort path (for the test of its report only).
-    """
 def cache_modes() -> list[str]:
     """
     Step-caching modes, in the engine's sd_cache_mode_t order.
@@ -325,17 +295,9 @@ def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress
     
     Raises sdcpp.ModelLoadError when the engine fails, with its log.
     """
-def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
-    """
-    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
-    """
 def ggml_types() -> list[tuple[int, str, int, int]]:
     """
     ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
-    """
-def lora_apply_modes() -> list[str]:
-    """
-    LoRA apply modes: when a LoRA is merged into the weights.
     """
 def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
@@ -381,14 +343,6 @@ def probe_device(name: str) -> str | None:
 def rng_types() -> list[str]:
     """
     Random number generator names.
-    """
-def sample_methods() -> list[str]:
-    """
-    Sampler names, in the engine's order.
-    """
-def schedulers() -> list[str]:
-    """
-    Scheduler names, in the engine's order.
     """
 def set_log_level(python_level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
