@@ -7,14 +7,32 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "stable-diffusion.h"
 
 namespace sdcpp {
 
 // LoRA file path -> weight.
 using LoraWeights = std::map<std::string, float>;
 
-// The hires fix's settings (sdcpp.HiresFix), bound as _core.HiresFix. 0 and "" mean "not given"
-// where Python's None does.
+// Groups of settings, bound as _core.VaeTiling, _core.SkipLayerGuidance and _core.HiresFix and filled
+// by field name from sdcpp.VaeTiling, sdcpp.SkipLayerGuidance and sdcpp.HiresFix (the engine's
+// sd_tiling_params_t and sd_slg_params_t, named as the engine names them; the hires fix's 0 and ""
+// mean "not given" where Python's None does).
+#define SDCPP_VAE_TILING(X)       \
+    X(int, tile_size_x)           \
+    X(int, tile_size_y)           \
+    X(float, target_overlap)      \
+    X(float, rel_size_x)          \
+    X(float, rel_size_y)
+
+#define SDCPP_SKIP_LAYER_GUIDANCE(X) \
+    X(std::vector<int>, layers)      \
+    X(float, layer_start)            \
+    X(float, layer_end)              \
+    X(float, scale)
+
 #define SDCPP_HIRES_FIX(X)         \
     X(float, scale)                \
     X(int, width)                  \
@@ -25,6 +43,17 @@ using LoraWeights = std::map<std::string, float>;
     X(std::string, model)          \
     X(int, tile_size)
 
+#define SDCPP_DECLARE_FIELD(type, name) type name{};
+struct VaeTiling {
+    SDCPP_VAE_TILING(SDCPP_DECLARE_FIELD)
+};
+struct SkipLayerGuidance {
+    SDCPP_SKIP_LAYER_GUIDANCE(SDCPP_DECLARE_FIELD)
+};
+struct HiresFix {
+    SDCPP_HIRES_FIX(SDCPP_DECLARE_FIELD)
+};
+
 // One line per field: the struct and its binding are both made from this list. "" and -1 mean
 // "the model's default" where Python's None does.
 #define SDCPP_GENERATION_PARAMS(X)      \
@@ -34,6 +63,8 @@ using LoraWeights = std::map<std::string, float>;
     X(int, height)                      \
     X(int, steps)                       \
     X(float, cfg_scale)                 \
+    X(float, guidance)                  \
+    X(float, flow_shift)                \
     X(std::string, sampler)             \
     X(std::string, scheduler)           \
     X(int64_t, seed)                    \
@@ -42,18 +73,29 @@ using LoraWeights = std::map<std::string, float>;
     X(float, strength)                  \
     X(float, control_strength)          \
     X(LoraWeights, loras)               \
-    X(std::optional<HiresFix>, hires)
+    X(std::optional<HiresFix>, hires)   \
+    SDCPP_SAMPLING_EXTRAS(X)
 
-#define SDCPP_DECLARE_FIELD(type, name) type name{};
-
-struct HiresFix {
-    SDCPP_HIRES_FIX(SDCPP_DECLARE_FIELD)
-};
+// Sampling extras: infinity means "the engine's default" where Python's None does (as in the
+// engine's own structs), an empty list or group "not used".
+#define SDCPP_SAMPLING_EXTRAS(X)                    \
+    X(int, preview_every)                           \
+    X(std::string, preview_mode)                    \
+    X(std::optional<VaeTiling>, vae_tiling)         \
+    X(std::string, cache_mode)                      \
+    X(float, cache_threshold)                       \
+    X(std::vector<float>, custom_sigmas)            \
+    X(float, eta)                                   \
+    X(float, img_cfg_scale)                         \
+    X(std::optional<SkipLayerGuidance>, slg)
 
 struct GenerationParams {
     SDCPP_GENERATION_PARAMS(SDCPP_DECLARE_FIELD)
 };
-
 #undef SDCPP_DECLARE_FIELD
+
+// The engine's cache mode for a name of cache_mode_names() (the engine's command line names them;
+// its library has no name table); throws ValueError for others.
+sd_cache_mode_t cache_mode_from_name(const std::string& name);
 
 }  // namespace sdcpp

@@ -22,7 +22,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_extra, models_sdxl
+from . import models, models_extra, models_sd2, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -172,6 +172,23 @@ def sdxl_file(sdxl_model_dir: Path) -> Path:
 def sdxl_folder(sdxl_model_dir: Path) -> Path:
     """SDXL base 1.0 as a float16 diffusers folder (6.9 GB)."""
     return models.build_once(sdxl_model_dir / "sdxl-diffusers", models_sdxl.write_sdxl_diffusers)
+
+
+@pytest.fixture(scope="session")
+def sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models, models_sd2)
+
+
+@pytest.fixture(scope="session")
+def sd2_file(sd2_model_dir: Path) -> Path:
+    """SD 2.1 768-v as one float16 file (2.6 GB), made to be detected as v-prediction (models_sd2.py)."""
+    return models.build_once(sd2_model_dir / "sd21-768-v.safetensors", models_sd2.write_sd2_single_file)
+
+
+@pytest.fixture(scope="session")
+def sd2_folder(sd2_model_dir: Path) -> Path:
+    """The same SD 2.1 768-v as a float16 diffusers folder (2.6 GB)."""
+    return models.build_once(sd2_model_dir / "sd21-768-v-diffusers", models_sd2.write_sd2_diffusers)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ from PIL import Image
 
 import sdcpp
 from sdcpp import GenerationParams, HiresFix, HiresUpscaler, _core
+from sdcpp._core import _testing
 from sdcpp.__main__ import parser
+from sdcpp.cli_options import given, setting_options
 from sdcpp.images import GeneratedImage
 from sdcpp.params import settings, to_core
 
@@ -22,7 +24,7 @@ SMALL = dict(width=64, height=64, steps=2, seed=5)
 
 
 def test_upscaler_enum_is_the_engines_name_table() -> None:
-    assert [u.value for u in HiresUpscaler] == _core.hires_upscalers()
+    assert [u.value for u in HiresUpscaler] == _testing.hires_upscalers()
 
 
 def test_the_engine_struct_has_the_hires_fields_filled_by_name() -> None:
@@ -47,12 +49,20 @@ def test_hires_is_recorded_in_the_metadata_and_round_trips(tmp_path: Path) -> No
     assert "Denoising strength: 0.7, Hires upscale: 1.5, Hires steps: 4, Hires upscaler: Lanczos" in image.info["parameters"]
 
 
-def test_hires_is_given_as_a_dict_or_text_as_on_the_command_line() -> None:
+def test_hires_is_given_as_a_dict_or_as_key_values_on_the_command_line() -> None:
     expected = HiresFix(scale=2, steps=3, upscaler=HiresUpscaler.LANCZOS)
     assert GenerationParams("a", hires={"steps": 3, "upscaler": "Lanczos"}).hires == expected
+    assert GenerationParams("a", hires=True).hires == HiresFix()
     args = parser().parse_args(["generate", "m", "a", "--hires", "scale=2, steps=3,upscaler=Lanczos"])
-    assert GenerationParams(**{f.name: getattr(args, f.name) for f in settings()}).hires == expected
-    assert parser().parse_args(["generate", "m", "a"]).hires is None
+    given_settings = given(args, setting_options())
+    assert GenerationParams("a", hires=given_settings["hires"].apply(None)).hires == expected
+    assert "hires" not in given(parser().parse_args(["generate", "m", "a"]), setting_options())
+
+
+@pytest.mark.parametrize("text", ["scale=two", "scale", "sharpness=1", "upscaler=bicubic"])
+def test_the_command_line_refuses_bad_hires_text(text: str) -> None:
+    with pytest.raises(SystemExit):
+        parser().parse_args(["generate", "m", "a", "--hires", text])
 
 
 @pytest.mark.parametrize(
@@ -66,10 +76,9 @@ def test_hires_is_given_as_a_dict_or_text_as_on_the_command_line() -> None:
         (dict(upscaler="bicubic"), r"^hires\.upscaler: unknown upscaler 'bicubic'; one of None, Latent, "),
         (dict(upscaler="Model"), r"^hires\.model: upscaler 'Model' needs an ESRGAN file"),
         (dict(model="x.pth", upscaler="Latent"), r"^hires\.model: only upscaler 'Model' uses a model, not 'Latent'"),
-        (dict(sharpness=1), r"^hires: unknown field 'sharpness'; fields: scale, width, height"),
-        ("scale=two", r"^hires\.scale: must be a number, not 'two'"),
-        ("scale", r"^hires: 'scale' is not KEY=VALUE with KEY one of scale, width"),
-        (2, r"^hires: must be a HiresFix, a dict of its fields or 'KEY=VALUE,...', not int"),
+        (dict(sharpness=1), r"^hires: unknown field\(s\) sharpness of HiresFix"),
+        ("scale=2", r"^hires: must be a HiresFix, True, False or None, not 'scale=2'"),
+        (2, r"^hires: must be a HiresFix, True, False or None, not 2"),
     ],
 )
 def test_invalid_hires_values_name_the_field(hires: object, message: str) -> None:

@@ -32,8 +32,8 @@ from .generator import Generator, Tokens
 from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
-from .names import HiresUpscaler, LoraApplyMode, Sampler, Scheduler
-from .params import GenerationParams, HiresFix
+from .names import CacheMode, HiresUpscaler, LoraApplyMode, Prediction, PreviewMode, Sampler, Scheduler
+from .params import GenerationParams, HiresFix, SkipLayerGuidance, VaeTiling
 from .upscaler import Upscaler
 from ._core import __version__
 from .doctor import self_test
@@ -41,6 +41,7 @@ from .profiling import OpProfile, profile_ops
 from .system import system_info
 
 __all__ = [
+    "CacheMode",
     "Cancelled",
     "DeviceError",
     "DeviceFallbackWarning",
@@ -57,12 +58,16 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OpProfile",
+    "Prediction",
+    "PreviewMode",
     "Sampler",
     "Scheduler",
     "SdcppError",
+    "SkipLayerGuidance",
     "UnsupportedOperation",
     "Tokens",
     "Upscaler",
+    "VaeTiling",
     "__version__",
     "convert",
     "inspect",
