@@ -165,6 +165,12 @@ def flux_files(dit_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def flux_gguf_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
+    """flux_files with the transformer as q4_0 GGUF, named as city96's quantizations are (no prefix)."""
+    return {**flux_files, "diffusion_model": models.build_once(dit_dir / "flux1-dev-q4_0.gguf", models_dit.write_flux_gguf)}
+
+
+@pytest.fixture(scope="session")
 def sd3_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
     """SD3.5: the MMDiT as q4_0 GGUF (1.1 GB), with the VAE and CLIP-L it shares with Flux (no clip_g, no T5)."""
     mmdit = models.build_once(dit_dir / "sd3.5-mmdit.q4_0.gguf", models_dit.write_sd3)

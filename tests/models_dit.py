@@ -2,7 +2,7 @@
 
 Each is a set of separate component files, as they are downloaded:
 
-* ``flux1-dev.safetensors``: Black Forest Labs' layout (``double_blocks.N.img_attn.qkv.weight``,
+* ``flux1-dev.safetensors`` (and as q4_0 GGUF): Black Forest Labs' layout (``double_blocks.N.img_attn.qkv.weight``,
   ``single_blocks.N.linear1.weight``, ``guidance_in.*`` ..., no prefix). The engine (flux.hpp) reads
   the number of double and single blocks, the hidden size (``txt_in.weight``) and the head size
   (``key_norm.scale``) from the file, so this one has 2 + 2 blocks of width 256 (two heads of 128, the
@@ -30,7 +30,7 @@ import numpy as np
 
 from .models import _METADATA, _clip_text, _Param, _params, _Scope, _vae, RandomTensor, write_safetensors
 
-__all__ = ["write_clip_l", "write_flux", "write_gguf", "write_sd3", "write_vae"]
+__all__ = ["write_clip_l", "write_flux", "write_flux_gguf", "write_gguf", "write_sd3", "write_vae"]
 
 _LATENT = 16
 _FLUX_WIDTH, _FLUX_HEAD, _FLUX_DOUBLE, _FLUX_SINGLE = 256, 128, 2, 2
@@ -204,6 +204,11 @@ def write_flux(path, *, seed: int = 0) -> Path:
     """Flux.1 dev's transformer in BFL's layout, 2 + 2 blocks (11 MB)."""
     write_safetensors(path, _lazy(_flux, seed), _METADATA)
     return Path(path)
+
+
+def write_flux_gguf(path, *, seed: int = 0) -> Path:
+    """The same transformer as q4_0 GGUF, the form Flux is mostly downloaded in (4 MB)."""
+    return write_gguf(path, _lazy(_flux, seed, np.float32))
 
 
 def write_sd3(path, *, seed: int = 0) -> Path:

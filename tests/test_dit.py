@@ -36,6 +36,11 @@ def test_flux_from_component_files(flux_files: dict[str, Path]) -> None:
     check_family_and_image(flux_files, "Flux")
 
 
+def test_flux_from_a_gguf_transformer(flux_gguf_files: dict[str, Path]) -> None:
+    assert "q4_0" in sdcpp.inspect(flux_gguf_files["diffusion_model"]).dtypes
+    check_family_and_image(flux_gguf_files, "Flux")
+
+
 def test_flux_reads_its_depth_from_the_file(flux_files: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO", logger="sdcpp"), sdcpp.Generator(**flux_files, device="cpu"):
         pass
