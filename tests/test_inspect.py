@@ -173,8 +173,8 @@ def test_gguf_header(tmp_path: Path) -> None:
     assert shapes == {
         "model.diffusion_model.input_blocks.1.1.proj_in.weight": ("q8_0", (320, 256)),
         "model.diffusion_model.input_blocks.1.1.proj_in.bias": ("f32", (320,)),  # the engine keeps biases
-        # A 3x3 kernel's rows are 3 wide: no block type fits them, so the engine keeps its type.
-        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": ("f16", (320, 320, 3, 3)),
+        # A 3x3 kernel's rows are 3 wide, no whole block: patch 0032 writes it flattened, [OC, IC*KH*KW].
+        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": ("q8_0", (320, 320 * 3 * 3)),
     }
     assert info.parameters == sum(a.size for a in SMALL.values())
 
