@@ -5,8 +5,8 @@ values), converts it with ``sdcpp.convert`` to each weight type, then, each in a
 (so that its peak RSS is its own), loads it, draws one warm-up image and one measured image (same
 seed), and reports:
 
-* file size, and the share of the file's tensor bytes that stay f16 whatever the type (the convolution
-  kernels, which ``convert`` cannot quantize: docs/inspect-convert.md);
+* file size, and the share of the file's tensor bytes that stay f16 whatever the type (embeddings,
+  and the convolution kernels whose rows are no whole blocks: docs/inspect-convert.md);
 * the child's peak RSS (``ru_maxrss``), and the weight types the engine holds per component;
 * seconds per sampling step (the engine's "sampling completed" time over the steps) and per image,
   and the CPU seconds the image took (all threads; on a shared machine steadier than the wall clock);
