@@ -1,6 +1,9 @@
 #include "callbacks.h"
 
+#include <pybind11/numpy.h>
+
 #include <atomic>
+#include <cstring>
 
 #include "stable-diffusion.h"
 
@@ -72,11 +75,18 @@ void on_progress(int step, int steps, float seconds, void*) {
     }
 }
 
+void on_preview(int step, int frame_count, sd_image_t* frames, bool, void*) {
+    if (current_scope && python_alive.load() && frame_count > 0 && frames && frames[0].data) {
+        current_scope->report_preview(step < 0 ? -step : step, frames[0]);
+    }
+}
+
 }  // namespace
 
 CallScope::CallScope(py::object progress, py::object logger, std::function<void()> stop,
-                     std::function<bool()> cancelled)
+                     std::function<bool()> cancelled, py::object preview)
     : progress_(std::move(progress)),
+      preview_(std::move(preview)),
       logger_(std::move(logger)),
       stop_(std::move(stop)),
       cancelled_(std::move(cancelled)),
@@ -92,19 +102,14 @@ CallScope* CallScope::current() {
     return current_scope;
 }
 
-void CallScope::report_progress(int step, int steps, float seconds) {
+template <typename F>
+void CallScope::call_python(F&& call) {
     if (callback_error_) {
         return;
     }
     py::gil_scoped_acquire gil;
     try {
-        // Python's SIGINT handler only sets a flag while native code runs; this raises it.
-        if (PyErr_CheckSignals() != 0) {
-            throw py::error_already_set();
-        }
-        if (!progress_.is_none()) {
-            progress_(step, steps, seconds);
-        }
+        call();
     } catch (py::error_already_set& e) {
         callback_error_.emplace(std::move(e));
         stopped_.store(true);
@@ -112,6 +117,31 @@ void CallScope::report_progress(int step, int steps, float seconds) {
             stop_();
         }
     }
+}
+
+void CallScope::report_progress(int step, int steps, float seconds) {
+    call_python([&] {
+        // Python's SIGINT handler only sets a flag while native code runs; this raises it.
+        if (PyErr_CheckSignals() != 0) {
+            throw py::error_already_set();
+        }
+        if (!progress_.is_none()) {
+            progress_(step, steps, seconds);
+        }
+    });
+}
+
+void CallScope::report_preview(int step, const sd_image_t& image) {
+    if (preview_.is_none()) {
+        return;
+    }
+    call_python([&] {
+        // A copy: the engine frees its buffer when the callback returns.
+        py::array_t<uint8_t> pixels({static_cast<py::ssize_t>(image.height), static_cast<py::ssize_t>(image.width),
+                                     static_cast<py::ssize_t>(image.channel)});
+        std::memcpy(pixels.mutable_data(), image.data, static_cast<size_t>(pixels.size()));
+        preview_(step, pixels);
+    });
 }
 
 bool CallScope::stopping() const {
@@ -146,6 +176,16 @@ WorkerThreadsReportTo::WorkerThreadsReportTo(CallScope& scope) {
 
 WorkerThreadsReportTo::~WorkerThreadsReportTo() {
     worker_scope.store(nullptr);
+}
+
+PreviewScope::PreviewScope(bool enabled, const std::string& mode, int every) {
+    if (enabled) {
+        sd_set_preview_callback(on_preview, str_to_preview(mode.c_str()), every, true, false, nullptr);
+    }
+}
+
+PreviewScope::~PreviewScope() {
+    sd_set_preview_callback(nullptr, PREVIEW_NONE, 1, true, false, nullptr);
 }
 
 void set_log_level(int python_level) {

@@ -1,4 +1,4 @@
-// Routing of the engine's process-global log and progress callbacks to the Python caller.
+// Routing of the engine's log, progress and preview callbacks to the Python caller.
 #pragma once
 
 #include <atomic>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "module.h"
+#include "stable-diffusion.h"
 
 namespace sdcpp {
 
@@ -25,7 +26,7 @@ namespace sdcpp {
 class CallScope {
 public:
     CallScope(py::object progress, py::object logger, std::function<void()> stop = nullptr,
-              std::function<bool()> cancelled = nullptr);
+              std::function<bool()> cancelled = nullptr, py::object preview = py::none());
     ~CallScope();
     CallScope(const CallScope&)            = delete;
     CallScope& operator=(const CallScope&) = delete;
@@ -33,6 +34,8 @@ public:
     static CallScope* current();
 
     void report_progress(int step, int steps, float seconds);
+    // Hands `preview(step, pixels)` a copy of the engine's (height, width, 3) preview image.
+    void report_preview(int step, const sd_image_t& image);
     void note_problem(std::string line);
     const py::object& logger() const { return logger_; }
     bool stopping() const;
@@ -44,7 +47,12 @@ public:
     std::string problems() const;
 
 private:
+    // Runs `call` with the GIL held; its exception (or Ctrl-C) is kept and stops the engine call.
+    template <typename F>
+    void call_python(F&& call);
+
     py::object progress_;
+    py::object preview_;
     py::object logger_;
     std::function<void()> stop_;
     std::function<bool()> cancelled_;
@@ -65,6 +73,18 @@ public:
     ~WorkerThreadsReportTo();
     WorkerThreadsReportTo(const WorkerThreadsReportTo&)            = delete;
     WorkerThreadsReportTo& operator=(const WorkerThreadsReportTo&) = delete;
+};
+
+// While it lives, the engine previews generations on this thread every `every` steps in `mode`
+// (a preview_t name) to CallScope::current()'s preview callback. The engine's preview settings are
+// per thread (0040-preview-per-thread-interval.patch), so a generation in another thread neither
+// receives these previews nor changes them; the destructor turns them off on every exit path.
+class PreviewScope {
+public:
+    PreviewScope(bool enabled, const std::string& mode, int every);
+    ~PreviewScope();
+    PreviewScope(const PreviewScope&)            = delete;
+    PreviewScope& operator=(const PreviewScope&) = delete;
 };
 
 // Tells the log callback the lowest level the `sdcpp` logger would emit, so that lines below it

@@ -2,7 +2,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -103,12 +106,51 @@ Enum parse_name(const std::string& name, Enum (*from_name)(const char*), Enum un
     return value;
 }
 
+// The component files a context reads, by the Generator argument that names each, and the field of
+// sd_ctx_params_t each fills. A component the engine gains is one row here and one in sdcpp.components.
+const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] = {
+    {"model", &sd_ctx_params_t::model_path},
+    {"diffusion_model", &sd_ctx_params_t::diffusion_model_path},
+    {"high_noise_diffusion_model", &sd_ctx_params_t::high_noise_diffusion_model_path},
+    {"vae", &sd_ctx_params_t::vae_path},
+    {"taesd", &sd_ctx_params_t::taesd_path},
+    {"clip_l", &sd_ctx_params_t::clip_l_path},
+    {"clip_g", &sd_ctx_params_t::clip_g_path},
+    {"clip_vision", &sd_ctx_params_t::clip_vision_path},
+    {"t5xxl", &sd_ctx_params_t::t5xxl_path},
+    {"llm", &sd_ctx_params_t::llm_path},
+    {"llm_vision", &sd_ctx_params_t::llm_vision_path},
+    {"control_net", &sd_ctx_params_t::control_net_path},
+};
+
+// The sampling extras of `o` (params.h's SDCPP_SAMPLING_EXTRAS) into the engine's call; the
+// skip-layer list is pointed at by the caller, which keeps it alive.
+void set_sampling_extras(const GenerationParams& o, sd_img_gen_params_t& p) {
+    if (o.vae_tiling) {
+        const VaeTiling& t  = *o.vae_tiling;
+        p.vae_tiling_params = sd_tiling_params_t{true, t.tile_size_x, t.tile_size_y, t.target_overlap, t.rel_size_x,
+                                                 t.rel_size_y};
+    }
+    p.cache.mode                       = cache_mode_from_name(o.cache_mode);
+    p.cache.reuse_threshold            = o.cache_threshold;
+    p.sample_params.custom_sigmas      = const_cast<float*>(o.custom_sigmas.data());
+    p.sample_params.custom_sigmas_count = static_cast<int>(o.custom_sigmas.size());
+    p.sample_params.eta                = o.eta;
+    p.sample_params.guidance.img_cfg   = o.img_cfg_scale;
+    if (o.slg) {
+        p.sample_params.guidance.slg.layer_start = o.slg->layer_start;
+        p.sample_params.guidance.slg.layer_end   = o.slg->layer_end;
+        p.sample_params.guidance.slg.scale       = o.slg->scale;
+    }
+}
+
 struct LoadOptions {
-    std::string model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net;
-    std::string weight_type, device, rng, lora_apply_mode;
+    std::map<std::string, std::string> paths;  // component (a component_fields name) -> file
+    std::string weight_type, device, rng, lora_apply_mode, prediction;
     std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
     int threads;
     bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
+    bool circular_x, circular_y;
 };
 
 using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
@@ -132,14 +174,15 @@ public:
     Context(const LoadOptions& o, py::object logger) : logger_(std::move(logger)) {
         sd_ctx_params_t p;
         sd_ctx_params_init(&p);
-        p.model_path           = c_str_or_null(o.model);
-        p.diffusion_model_path = c_str_or_null(o.diffusion_model);
-        p.vae_path             = c_str_or_null(o.vae);
-        p.clip_l_path          = c_str_or_null(o.clip_l);
-        p.clip_g_path          = c_str_or_null(o.clip_g);
-        p.t5xxl_path           = c_str_or_null(o.t5xxl);
-        p.taesd_path           = c_str_or_null(o.taesd);
-        p.control_net_path     = c_str_or_null(o.control_net);
+        for (const auto& [component, path] : o.paths) {
+            auto row = std::find_if(std::begin(component_fields), std::end(component_fields),
+                                    [&](const auto& r) { return component == r.first; });
+            if (row == std::end(component_fields)) {
+                throw py::value_error("unknown model component '" + component + "'");
+            }
+            p.*(row->second) = c_str_or_null(path);
+        }
+        p.prediction = parse_name(o.prediction, str_to_prediction, PREDICTION_COUNT, "prediction");
         p.wtype                = parse_name(o.weight_type, str_to_sd_type, SD_TYPE_COUNT, "weight type");
         p.rng_type             = parse_name(o.rng, str_to_rng_type, RNG_TYPE_COUNT, "rng");
         if (p.rng_type == RNG_TYPE_COUNT) {
@@ -166,6 +209,8 @@ public:
         p.vae_decode_only      = o.vae_decode_only;
         p.enable_mmap          = o.mmap;
         p.batched_cfg          = o.batched_cfg;  // 0030-batched-cfg.patch
+        p.circular_x           = o.circular_x;
+        p.circular_y           = o.circular_y;
         // The engine's default frees the weights after the first generation, and a second one on the
         // same context then reads freed memory and crashes; a Generator is made to be reused.
         p.free_params_immediately = false;
@@ -211,7 +256,7 @@ public:
     py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
                                                     const std::optional<Pixels>& control_image, py::object progress,
-                                                    uint64_t ticket) {
+                                                    py::object preview, uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
         p.prompt                           = o.prompt.c_str();
@@ -223,6 +268,8 @@ public:
         p.clip_skip                        = o.clip_skip;
         p.sample_params.sample_steps       = o.steps;
         p.sample_params.guidance.txt_cfg   = o.cfg_scale;
+        p.sample_params.guidance.distilled_guidance = o.guidance;
+        p.sample_params.flow_shift         = o.flow_shift;
         p.strength                         = o.strength;
         p.control_strength                 = o.control_strength;
         p.init_image                       = image_view(init_image);
@@ -237,13 +284,18 @@ public:
         p.sample_params.sample_method =
             parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
         p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
+        set_sampling_extras(o, p);
+        std::vector<int> skip_layers = o.slg ? o.slg->layers : std::vector<int>{};
+        p.sample_params.guidance.slg.layers      = skip_layers.data();
+        p.sample_params.guidance.slg.layer_count = skip_layers.size();
 
         if (ticket == 0) {
             ticket = begin_generation();
         }
+        const bool previewing = !preview.is_none();
         CallScope scope(
             std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); },
-            [this, ticket] { return is_cancelled(ticket); });
+            [this, ticket] { return is_cancelled(ticket); }, std::move(preview));
         call_mutex_.refuse_reentry("Generator.generate()");
         sd_image_t* images = nullptr;
         bool cancelled     = false;
@@ -251,6 +303,7 @@ public:
         {
             py::gil_scoped_release nogil;
             std::lock_guard<OwnedMutex> lock(call_mutex_);
+            PreviewScope previews(previewing, o.preview_mode, o.preview_every);
             sd_ctx_t* ctx = live();
             if (start_running(ctx, ticket)) {
                 try {
@@ -308,6 +361,12 @@ public:
     }
     int spatial_multiple() {
         return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_spatial_multiple(ctx); });
+    }
+    std::string prediction() {  // 0035-context-prediction.patch
+        return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_prediction_name(sd_ctx_prediction(ctx))); });
+    }
+    float default_flow_shift() {  // 0035-context-prediction.patch; infinity: not a flow model
+        return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_default_flow_shift(ctx); });
     }
 
     // Stops every generation that has begun (see begin_generation): the running one at its next
@@ -406,46 +465,56 @@ private:
     uint64_t running_ = 0;                        // the ticket of the generation running, 0 for none
 };
 
-void register_context(py::module_& m) {
+void register_context(py::module_& m, py::module_& testing) {
+    m.def("component_names", [] {
+        std::vector<std::string> out;
+        for (const auto& row : component_fields) {
+            out.emplace_back(row.first);
+        }
+        return out;
+    }, "The component files a Context reads (the keys of its `paths`), in the engine's field order.");
     py::class_<Context>(m, "Context", "An engine context holding one loaded model.")
-        .def(py::init([](std::string model, std::string diffusion_model, std::string vae, std::string clip_l,
-                         std::string clip_g, std::string t5xxl, std::string taesd, std::string control_net,
-                         std::string weight_type,
-                         std::string device, std::string rng, std::string lora_apply_mode,
+        .def(py::init([](std::map<std::string, std::string> paths, std::string weight_type,
+                         std::string device, std::string rng, std::string lora_apply_mode, std::string prediction,
                          std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
                          bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
-                         bool batched_cfg, py::object logger) {
+                         bool batched_cfg, bool circular_x, bool circular_y, py::object logger) {
                  return std::make_unique<Context>(
-                     LoadOptions{model, diffusion_model, vae, clip_l, clip_g, t5xxl, taesd, control_net, weight_type, device,
-                                 rng, lora_apply_mode, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
-                                 vae_decode_only, mmap, batched_cfg},
+                     LoadOptions{std::move(paths), weight_type, device, rng, lora_apply_mode, prediction, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
+                                 vae_decode_only, mmap, batched_cfg,
+                                 circular_x, circular_y},
                      std::move(logger));
              }),
-             py::kw_only(), py::arg("model") = "", py::arg("diffusion_model") = "", py::arg("vae") = "",
-             py::arg("clip_l") = "", py::arg("clip_g") = "", py::arg("t5xxl") = "", py::arg("taesd") = "", py::arg("control_net") = "",
+             py::kw_only(), py::arg("paths"),
              py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "",
+             py::arg("prediction") = "",
              py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
              py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
              py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
-             py::arg("batched_cfg") = true,
+             py::arg("batched_cfg") = true, py::arg("circular_x") = false, py::arg("circular_y") = false,
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
-Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
+`prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
 a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
 log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
-evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
+evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
+`circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
 )pbdoc")
         .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
              py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
-             py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
+             py::arg("progress").none(true) = py::none(), py::arg("preview").none(true) = py::none(),
+             py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
 image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+`preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every
+params.preview_every-th step, made as params.preview_mode says.
 `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
 
 Raises:
@@ -460,12 +529,9 @@ Raises:
         .def_property_readonly("device", &Context::device)
         .def_property_readonly("weight_types", &Context::weight_types)
         .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
+        .def_property_readonly("prediction", &Context::prediction)
+        .def_property_readonly("default_flow_shift", &Context::default_flow_shift)
         .def_property_readonly("closed", &Context::closed)
-        .def_static(
-            "refuse_op_for_tests",
-            [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
-            py::arg("op").none(true),
-            "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.")
         .def("begin_generation", &Context::begin_generation,
              "A ticket for generate(): cancel() stops the generations whose ticket was taken before it.")
         .def("cancel", &Context::cancel,
@@ -493,34 +559,43 @@ Raises:
             },
             py::kw_only(), py::arg("steps"), py::arg("sample_method") = "", py::arg("scheduler") = "",
             py::arg("width") = 512, py::arg("height") = 512,
-            "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).")
-        .def(
-            "encode_tokens",
-            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip) {
-                return encode_tokens(self.stage_runner(), ids, weights, clip_skip);
-            },
-            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
-            "For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.")
-        .def(
-            "encode_vector",
-            [](Context& self, const IdArray& ids, const FloatArray& weights, int clip_skip, int width, int height) {
-                return encode_vector(self.stage_runner(), ids, weights, clip_skip, width, height);
-            },
-            py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1, py::arg("width") = 1024,
-            py::arg("height") = 1024,
-            "For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.")
-        .def(
-            "diffusion_model",
-            [](Context& self, const FloatArray& x, float timestep, const FloatArray& context) {
-                return diffusion_model(self.stage_runner(), x, timestep, context);
-            },
-            py::arg("x"), py::arg("timestep"), py::arg("context"),
-            "For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).")
-        .def(
-            "decode_latent",
-            [](Context& self, const FloatArray& latent) { return decode_latent(self.stage_runner(), latent); },
-            py::arg("latent"),
-            "For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.");
+            "The steps + 1 noise levels of a generation, ending at 0 (\"\" = the defaults).");
+
+    // 0004-check-ops-before-compute.patch's hook: the test of UnsupportedOperation has no backend that
+    // lacks an op, so it makes one. Process-wide, and undone with None.
+    testing.def(
+        "refuse_op",
+        [](const std::optional<std::string>& op) { sd_refuse_op_for_tests(op ? op->c_str() : nullptr); },
+        py::arg("op").none(true),
+        "Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.");
+    // The stages one at a time, for the parity tests: production code runs them only as generate() does.
+    testing.def(
+        "encode_tokens",
+        [](Context& ctx, const IdArray& ids, const FloatArray& weights, int clip_skip) {
+            return encode_tokens(ctx.stage_runner(), ids, weights, clip_skip);
+        },
+        py::arg("context"), py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
+        "The conditioning (n_tokens, hidden) of ids and weights as Context.tokenize() gives them.");
+    testing.def(
+        "encode_vector",
+        [](Context& ctx, const IdArray& ids, const FloatArray& weights, int clip_skip, int width, int height) {
+            return encode_vector(ctx.stage_runner(), ids, weights, clip_skip, width, height);
+        },
+        py::arg("context"), py::arg("ids"), py::arg("weights"), py::kw_only(), py::arg("clip_skip") = -1,
+        py::arg("width") = 1024, py::arg("height") = 1024,
+        "SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.");
+    testing.def(
+        "diffusion_model",
+        [](Context& ctx, const FloatArray& x, float timestep, const FloatArray& context) {
+            return diffusion_model(ctx.stage_runner(), x, timestep, context);
+        },
+        py::arg("context"), py::arg("x"), py::arg("timestep"), py::arg("conditioning"),
+        "One diffusion-model output for latent x (C, H, W), a timestep and a conditioning (n, dim).");
+    testing.def(
+        "decode_latent",
+        [](Context& ctx, const FloatArray& latent) { return decode_latent(ctx.stage_runner(), latent); },
+        py::arg("context"), py::arg("latent"),
+        "The image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.");
 }
 
 }  // namespace sdcpp

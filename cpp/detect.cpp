@@ -13,8 +13,8 @@ extern const char* model_version_to_str[];
 
 namespace sdcpp {
 
-void register_detect(py::module_& m) {
-    m.def("detect_family", [](const std::vector<std::pair<std::string, std::string>>& files) -> py::object {
+void register_detect(py::module_& testing) {
+    testing.def("detect_family", [](const std::vector<std::pair<std::string, std::string>>& files) -> py::object {
         SDVersion version = VERSION_COUNT;
         {
             py::gil_scoped_release nogil;

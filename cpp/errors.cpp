@@ -31,9 +31,6 @@ void report_engine_abort(const char* message) {
 
 void register_errors(py::module_& m) {
     ggml_set_abort_callback(report_engine_abort);
-    m.def(
-        "_abort_for_tests", [] { GGML_ABORT("sdcpp test of the abort report"); },
-        "Ends the process through the engine's abort path (for the test of its report only).");
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) {

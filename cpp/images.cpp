@@ -39,12 +39,12 @@ py::typing::List<py::array_t<uint8_t>> to_arrays(ImageBatch batch) {
     return out;
 }
 
-void register_images(py::module_& m) {
+void register_images(py::module_& m, py::module_& testing) {
     py::class_<ImageBatch>(m, "ImageBatch",
                            "Engine-owned pixels of one generation; the base of the arrays it returns.")
-        .def("__len__", &ImageBatch::size)
-        .def_static("live_count", &ImageBatch::live_count,
-                    "Batches whose engine memory is still allocated in this process.");
+        .def("__len__", &ImageBatch::size);
+    testing.def("live_image_batches", &ImageBatch::live_count,
+                "Batches whose engine memory is still allocated in this process.");
 }
 
 }  // namespace sdcpp

@@ -1,4 +1,4 @@
-// The engine's own name tables (samplers, schedulers, LoRA apply modes, RNGs, weight types), read through its
+// The engine's own name tables (samplers, schedulers, previews, LoRA apply modes, RNGs, weight types), read through its
 // *_name / str_to_* helpers so that nothing here re-types them.
 #include <pybind11/stl.h>
 
@@ -29,16 +29,23 @@ std::vector<std::string> names(int count, const char* (*to_name)(Enum), Enum (*f
 
 }  // namespace
 
-void register_names(py::module_& m) {
-    m.def("sample_methods", [] {
+void register_names(py::module_& m, py::module_& testing) {
+    // sdcpp.names writes these out for IDEs; the tests check them against the engine's tables.
+    testing.def("sample_methods", [] {
         return names<sample_method_t>(SAMPLE_METHOD_COUNT, sd_sample_method_name, str_to_sample_method);
     }, "Sampler names, in the engine's order.");
-    m.def("schedulers", [] {
+    testing.def("schedulers", [] {
         return names<scheduler_t>(SCHEDULER_COUNT, sd_scheduler_name, str_to_scheduler);
     }, "Scheduler names, in the engine's order.");
-    m.def("lora_apply_modes", [] {
+    testing.def("lora_apply_modes", [] {
         return names<lora_apply_mode_t>(LORA_APPLY_MODE_COUNT, sd_lora_apply_mode_name, str_to_lora_apply_mode);
     }, "LoRA apply modes: when a LoRA is merged into the weights.");
+    m.def("prediction_names", [] {
+        return names<prediction_t>(PREDICTION_COUNT, sd_prediction_name, str_to_prediction);
+    }, "Prediction types of the diffusion model's denoiser.");
+    m.def("preview_modes", [] {
+        return names<preview_t>(PREVIEW_COUNT, sd_preview_name, str_to_preview);
+    }, "Preview modes: how a preview image is made from the latent during sampling.");
     m.def("rng_types", [] {
         return names<rng_type_t>(RNG_TYPE_COUNT, sd_rng_type_name, str_to_rng_type);
     }, "Random number generator names.");

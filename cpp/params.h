@@ -5,12 +5,40 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "stable-diffusion.h"
 
 namespace sdcpp {
 
 // LoRA file path -> weight.
 using LoraWeights = std::map<std::string, float>;
+
+// Groups of settings, bound as _core.VaeTiling and _core.SkipLayerGuidance and filled by field name
+// from sdcpp.VaeTiling and sdcpp.SkipLayerGuidance (the engine's sd_tiling_params_t and
+// sd_slg_params_t, named as the engine names them).
+#define SDCPP_VAE_TILING(X)       \
+    X(int, tile_size_x)           \
+    X(int, tile_size_y)           \
+    X(float, target_overlap)      \
+    X(float, rel_size_x)          \
+    X(float, rel_size_y)
+
+#define SDCPP_SKIP_LAYER_GUIDANCE(X) \
+    X(std::vector<int>, layers)      \
+    X(float, layer_start)            \
+    X(float, layer_end)              \
+    X(float, scale)
+
+#define SDCPP_DECLARE_FIELD(type, name) type name{};
+struct VaeTiling {
+    SDCPP_VAE_TILING(SDCPP_DECLARE_FIELD)
+};
+struct SkipLayerGuidance {
+    SDCPP_SKIP_LAYER_GUIDANCE(SDCPP_DECLARE_FIELD)
+};
 
 // One line per field: the struct and its binding are both made from this list. "" and -1 mean
 // "the model's default" where Python's None does.
@@ -21,6 +49,8 @@ using LoraWeights = std::map<std::string, float>;
     X(int, height)                      \
     X(int, steps)                       \
     X(float, cfg_scale)                 \
+    X(float, guidance)                  \
+    X(float, flow_shift)                \
     X(std::string, sampler)             \
     X(std::string, scheduler)           \
     X(int64_t, seed)                    \
@@ -28,12 +58,29 @@ using LoraWeights = std::map<std::string, float>;
     X(int, clip_skip)                   \
     X(float, strength)                  \
     X(float, control_strength)          \
-    X(LoraWeights, loras)
+    X(LoraWeights, loras)               \
+    SDCPP_SAMPLING_EXTRAS(X)
+
+// Sampling extras: infinity means "the engine's default" where Python's None does (as in the
+// engine's own structs), an empty list or group "not used".
+#define SDCPP_SAMPLING_EXTRAS(X)                    \
+    X(int, preview_every)                           \
+    X(std::string, preview_mode)                    \
+    X(std::optional<VaeTiling>, vae_tiling)         \
+    X(std::string, cache_mode)                      \
+    X(float, cache_threshold)                       \
+    X(std::vector<float>, custom_sigmas)            \
+    X(float, eta)                                   \
+    X(float, img_cfg_scale)                         \
+    X(std::optional<SkipLayerGuidance>, slg)
 
 struct GenerationParams {
-#define SDCPP_DECLARE_FIELD(type, name) type name{};
     SDCPP_GENERATION_PARAMS(SDCPP_DECLARE_FIELD)
-#undef SDCPP_DECLARE_FIELD
 };
+#undef SDCPP_DECLARE_FIELD
+
+// The engine's cache mode for a name of cache_mode_names() (the engine's command line names them;
+// its library has no name table); throws ValueError for others.
+sd_cache_mode_t cache_mode_from_name(const std::string& name);
 
 }  // namespace sdcpp

@@ -20,7 +20,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_dit, models_extra, models_sdxl
+from . import models, models_dit, models_extra, models_sd2, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -175,6 +175,23 @@ def sd3_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
     """SD3.5: the MMDiT as q4_0 GGUF (1.1 GB), with the VAE and CLIP-L it shares with Flux (no clip_g, no T5)."""
     mmdit = models.build_once(dit_dir / "sd3.5-mmdit.q4_0.gguf", models_dit.write_sd3)
     return {**flux_files, "diffusion_model": mmdit}
+
+
+@pytest.fixture(scope="session")
+def sd2_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models, models_sd2)
+
+
+@pytest.fixture(scope="session")
+def sd2_file(sd2_model_dir: Path) -> Path:
+    """SD 2.1 768-v as one float16 file (2.6 GB), made to be detected as v-prediction (models_sd2.py)."""
+    return models.build_once(sd2_model_dir / "sd21-768-v.safetensors", models_sd2.write_sd2_single_file)
+
+
+@pytest.fixture(scope="session")
+def sd2_folder(sd2_model_dir: Path) -> Path:
+    """The same SD 2.1 768-v as a float16 diffusers folder (2.6 GB)."""
+    return models.build_once(sd2_model_dir / "sd21-768-v-diffusers", models_sd2.write_sd2_diffusers)
 
 
 @pytest.fixture(scope="session")

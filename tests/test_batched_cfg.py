@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import sdcpp
+from sdcpp.devices import resolve_device
 
 SHORT = "a lighthouse at dusk"
 # 24 x 4 = 96 tokens: two chunks of 77, against one for the empty negative prompt.
@@ -42,6 +43,14 @@ def pixels(gen: sdcpp.Generator, prompt: str, size: int, negative: str = "", cfg
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def assert_rounding_apart(a: np.ndarray, b: np.ndarray) -> None:
+    """Two correct computations of one image: on the CPU, 55-57 dB apart (flash attention on against
+    off, or batched against separate); on CUDA, whose kernels round in f16, 44-49 dB and at most 10
+    levels for both pairs alike (benchmarks/results/rounding-cuda.md)."""
+    low, worst = (50, 3) if resolve_device(DEVICE) == "CPU" else (40, 16)
+    assert psnr(a, b) > low and np.abs(a - b).max() <= worst, (psnr(a, b), np.abs(a - b).max())
 
 
 def sampling_log(gen: sdcpp.Generator, caplog: pytest.LogCaptureFixture, **kwargs) -> str:
@@ -77,7 +86,7 @@ def test_batched_and_separate_images_agree(
     # matrix-vector product (the time embedding's layers at batch 1) is not the kernel it uses for
     # two columns, and 4 steps of a random-weight UNet at cfg 7 amplify that to 1-2 levels on some
     # pixels (measured: PSNR 55-57 dB, as flash attention on against off).
-    assert psnr(a, b) > 50 and np.abs(a - b).max() <= 3
+    assert_rounding_apart(a, b)
     # Pairing the predictions wrongly (cond and uncond swapped) is far from that: about 10 dB.
     swapped = pixels(separate, "", size, negative=prompt)
     assert psnr(a, swapped) < 25
@@ -108,3 +117,15 @@ def test_contexts_that_do_not_tile_run_separately(batched: sdcpp.Generator, capl
     log = sampling_log(batched, caplog, prompt=LONG * 2, negative=LONG)
     assert "two evaluations per step (context lengths 231 and 154 tokens" in log
     assert evaluations(log) == 2 * STEPS
+
+
+def test_batched_with_flash_attention_is_separate_with_it(sd15_file: Path) -> None:
+    # ggml's flash attention returns every head of both samples in one [d_head, heads * 2, tokens]
+    # tensor; the engine's view of it kept the first sample's heads only, and the graph's next reshape
+    # stopped the process (GGML_ASSERT, first seen on CUDA where flash attention is the default).
+    with sdcpp.Generator(sd15_file, device=DEVICE, flash_attn=True, name="batched-fa") as gen:
+        a = pixels(gen, SHORT, 64)
+    with sdcpp.Generator(sd15_file, device=DEVICE, flash_attn=True, batched_cfg=False, name="separate-fa") as gen:
+        b = pixels(gen, SHORT, 64)
+    assert a.std() > 1
+    assert_rounding_apart(a, b)

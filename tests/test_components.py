@@ -4,6 +4,7 @@ weight_type and keep_clip_on_cpu / keep_vae_on_cpu, each checked by its effect o
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 from pathlib import Path
@@ -13,8 +14,12 @@ import pytest
 from PIL import Image
 
 import sdcpp
+from sdcpp import _core
+from sdcpp._core import _testing
+from sdcpp.components import COMPONENTS
 
 from .models_extra import COMPONENT_FILES
+from .test_inspect import header_only
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -46,10 +51,14 @@ def test_controlnet_steers_the_image_by_its_control_image(
         controlled = gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.9, **SMALL)
         other = pixels(gen.generate("a lighthouse", seed=5, control_image=stripes, **SMALL))
         off = pixels(gen.generate("a lighthouse", seed=5, control_image=square, control_strength=0.0, **SMALL))
+    # With a control image the engine evaluates cond and uncond apart (docs/batched-cfg.md), so the
+    # image without ControlNet to compare with is the one made the same way.
+    with sdcpp.Generator(sd15_file, device=generator.device, batched_cfg=False) as gen:
+        without_separate = pixels(gen.generate("a lighthouse", seed=5, **SMALL))
     assert controlled[0].parameters["control_strength"] == 0.9
     # The ControlNet's outputs are added to the UNet's skip connections, times control_strength.
     np.testing.assert_array_equal(uncontrolled, without, "a ControlNet without a control image changes nothing")
-    np.testing.assert_array_equal(off, without, "control_strength=0 adds nothing")
+    np.testing.assert_array_equal(off, without_separate, "control_strength=0 adds nothing")
     assert np.abs(pixels(controlled) - without).mean() > 2, "the control image must change the image"
     assert np.abs(pixels(controlled) - other).mean() > 2, "another control image must give another image"
 
@@ -97,7 +106,7 @@ def test_taesd_decodes_as_diffusers_autoencoder_tiny(sd15_file: Path, taesd_file
     theirs = reference(latent)
     assert ((theirs > 0) & (theirs < 1)).mean() > 0.5, "mostly clamped pixels would agree too easily"
     with sdcpp.Generator(sd15_file, taesd=taesd_file, device="cpu") as gen:
-        ours = gen._ctx.decode_latent(latent)
+        ours = _testing.decode_latent(gen._ctx, latent)
     assert ours.shape == theirs.shape == (3, 128, 128)
     # 2.2e-3 measured: the engine's convolutions round their inputs to float16, the weights' type.
     error = np.linalg.norm(ours - theirs) / np.linalg.norm(theirs)
@@ -108,34 +117,60 @@ def test_taesd_decodes_as_diffusers_autoencoder_tiny(sd15_file: Path, taesd_file
 # --- separate component files --------------------------------------------------------------------------
 
 
-# The engine reads a separate diffusion model first and picks clip_l's tensor prefix from the SD
-# version known then, before any text encoder is read: "unknown", so clip_l's tensors get the
-# prefix of the DiT models and SD 1.x is never recognised. The files are what ComfyUI-style split
-# checkpoints hold. Strict: fixing the engine makes this pass, and must.
-@pytest.mark.xfail(
-    strict=True, raises=sdcpp.ModelLoadError, reason="the engine cannot detect SD 1.x from separate files"
-)
+# The engine reads a separate diffusion model first and picked clip_l's tensor prefix from the SD
+# version known then, before any text encoder is read: "unknown", so clip_l's tensors got the prefix
+# of the DiT models and SD 1.x was never recognised. Patch 0036 takes a UNet's block names as enough.
+# The files are what ComfyUI-style split checkpoints hold.
 def test_separate_component_files_give_the_single_files_pixels(
     generator: sdcpp.Generator, sd15_components: Path
 ) -> None:
     parts = {argument: sd15_components / name for argument, (name, _) in COMPONENT_FILES.items()}
     with sdcpp.Generator(device=generator.device, **parts) as gen:
-        assert gen.family == "SD 1.x"
+        assert gen.family == "SD 1.x" == sdcpp.inspect(**parts).family
         assert gen.weight_types == generator.weight_types
         split = pixels(gen.generate("a lighthouse", seed=8, **SMALL))
     np.testing.assert_array_equal(split, pixels(generator.generate("a lighthouse", seed=8, **SMALL)))
 
 
+def test_component_arguments_are_the_engines() -> None:
+    assert list(COMPONENTS) == _core.component_names()
+    assert set(COMPONENTS) - {"model"} <= set(inspect.signature(sdcpp.Generator).parameters)
+
+
+def test_a_diffusion_model_alone_names_the_missing_components(sd15_components: Path) -> None:
+    with pytest.raises(sdcpp.ModelLoadError) as e:
+        sdcpp.Generator(diffusion_model=sd15_components / "diffusion_model.safetensors", device="cpu")
+    assert str(e.value).startswith("vae, clip_l: SD 1.x needs these components, which diffusion_model=")
+    assert "\n  vae=PATH: the VAE" in str(e.value) and "\n  clip_l=PATH: the CLIP text encoder" in str(e.value)
+
+
+def test_sdxl_without_clip_g_names_it(tmp_path: Path) -> None:
+    # Headers only: the set is refused before the engine reads a weight.
+    xl_unet = {"input_blocks.0.0.weight": (320, 4, 3, 3), "middle_block.1.proj_in.weight": (1280, 1280),
+               "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048)}
+    parts = {
+        "diffusion_model": header_only(tmp_path / "unet.safetensors", xl_unet),
+        "vae": header_only(tmp_path / "vae.safetensors", {"decoder.conv_in.weight": (512, 4, 3, 3)}),
+        "clip_l": header_only(tmp_path / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 768)}),
+    }
+    with pytest.raises(sdcpp.ModelLoadError, match=r"^clip_g: SDXL needs this component, .*\n  clip_g=PATH: the OpenCLIP ViT-bigG"):
+        sdcpp.Generator(device="cpu", **parts)
+    with pytest.raises(sdcpp.ModelLoadError, match=r"^vae: SDXL needs this component"):
+        sdcpp.Generator(device="cpu", diffusion_model=parts["diffusion_model"], clip_l=parts["clip_l"],
+                        clip_g=header_only(tmp_path / "g.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 1280)}))
+
+
 def test_a_vae_file_replaces_the_models_vae(generator: sdcpp.Generator, sd15_file: Path, other_vae: Path) -> None:
     with sdcpp.Generator(sd15_file, vae=other_vae, device=generator.device) as gen:
         latent = np.random.default_rng(4).standard_normal((4, 8, 8), dtype=np.float32)
-        other = gen._ctx.decode_latent(latent)
-    ours = generator._ctx.decode_latent(latent)
+        other = _testing.decode_latent(gen._ctx, latent)
+    ours = _testing.decode_latent(generator._ctx, latent)
     assert np.abs(other - ours).mean() > 0.05, "the VAE file's weights must decode the latent"
 
 
 def test_diffusers_component_files_are_refused_with_the_engines_reason(sd15_folder: Path) -> None:
-    # ENGINE-NOTES.md; and, as above, in original names too.
+    # docs/engine-notes.md (Loading): separate files in diffusers' names are not recognised; in original
+    # names they are (the test above, engine patch 0036).
     with pytest.raises(sdcpp.ModelLoadError, match="get sd version from file failed"):
         sdcpp.Generator(
             diffusion_model=sd15_folder / "unet" / "diffusion_pytorch_model.safetensors",
@@ -157,12 +192,17 @@ def test_weight_type_converts_the_weights_at_load(generator: sdcpp.Generator, sd
     assert np.abs(quantized - f16).max() > 0 and psnr(quantized, f16) > 30, psnr(quantized, f16)
 
 
-# The engine counts the types of the file's tensors (ModelLoader::get_*_wtype_stat), not those they
-# are converted to (TensorStorage::expected_type). Strict: fixing that makes this pass, and must.
-@pytest.mark.xfail(strict=True, reason="Generator.weight_types reports the file's types, not weight_type's")
-def test_weight_types_report_the_converted_types(sd15_file: Path) -> None:
+# third_party/patches/0025: the engine counted the types of the file's tensors, not those weight_type
+# converts them to, so this reported {"f16": ...} only.
+def test_weight_types_report_the_converted_types(generator: sdcpp.Generator, sd15_file: Path) -> None:
     with sdcpp.Generator(sd15_file, weight_type="q8_0", device="cpu") as gen:
-        assert "q8_0" in gen.weight_types["diffusion"]
+        converted = gen.weight_types
+    for part, types in generator.weight_types.items():
+        assert sum(converted[part].values()) == sum(types.values()), part  # the same tensors, counted anew
+    # Measured: the matrices ggml can quantize (rows a multiple of 32) become q8_0; 3x3 convolutions,
+    # biases and norms keep the file's f16.
+    assert converted == {"conditioner": {"f16": 99, "q8_0": 97}, "diffusion": {"f16": 395, "q8_0": 291},
+                         "vae": {"f16": 196, "q8_0": 52}}
 
 
 # --- keep_clip_on_cpu / keep_vae_on_cpu -------------------------------------------------------------------

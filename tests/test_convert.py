@@ -92,7 +92,7 @@ def test_command_line(small: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
     assert _types(small.with_name("c.gguf"))[PROJ] == "q4_K"
     again = subprocess.run(cmd, capture_output=True, text=True)
-    assert again.returncode == 2 and "overwrite=True" in again.stderr
+    assert again.returncode == 1 and "overwrite=True" in again.stderr
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import sdcpp
+from sdcpp._core import _testing
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -279,7 +280,7 @@ def test_vector_conditioning_is_refused_for_sd1(generator: sdcpp.Generator) -> N
     # The stage tests/test_sdxl.py checks SDXL's y with (engine patch 0020): a model without one says so.
     ids, weights = generator._ctx.tokenize("a cat")
     with pytest.raises(sdcpp.GenerationError, match="this model has no vector conditioning"):
-        generator._ctx.encode_vector(ids, weights)
+        _testing.encode_vector(generator._ctx, ids, weights)
 
 
 def test_noise_is_the_generations_starting_point(generator: sdcpp.Generator) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import sdcpp
-from sdcpp import _core
+from sdcpp._core import _testing
 
 from .models import write_safetensors
 
@@ -83,7 +83,7 @@ CASES = {
 @pytest.mark.parametrize("family", list(CASES), ids=lambda f: str(f))
 def test_family_agrees_with_the_engines_detection(tmp_path: Path, family: str | None) -> None:
     path = header_only(tmp_path / "model.safetensors", CASES[family])
-    assert _core.detect_family([(str(path), "")]) == family  # the rule is reached as intended
+    assert _testing.detect_family([(str(path), "")]) == family  # the rule is reached as intended
     assert sdcpp.inspect(path).family == family
 
 
@@ -103,8 +103,8 @@ def test_sdxl_diffusers_folder_is_sdxl_for_the_engine_and_inspect(tmp_path: Path
     folder = _sdxl_folder(tmp_path / "sdxl")
     files = [("unet/diffusion_pytorch_model.safetensors", "unet."), ("vae/diffusion_pytorch_model.safetensors", "vae."),
              ("text_encoder/model.safetensors", "te."), ("text_encoder_2/model.safetensors", "te.1.")]
-    assert _core.detect_family([(str(folder / rel), prefix) for rel, prefix in files]) == "SDXL"
-    assert _core.detect_family([(str(folder), "")]) == "SDXL"
+    assert _testing.detect_family([(str(folder / rel), prefix) for rel, prefix in files]) == "SDXL"
+    assert _testing.detect_family([(str(folder), "")]) == "SDXL"
     info = sdcpp.inspect(folder)
     assert (info.format, info.family, info.missing) == ("diffusers", "SDXL", [])
     assert info.components == {"diffusion_model": 4, "vae": 1, "clip_l": 1, "clip_g": 1}
@@ -143,12 +143,13 @@ def test_missing_components_name_the_argument(tmp_path: Path) -> None:
     unet = header_only(tmp_path / "unet.safetensors", {**UNET, **CLIP_L})
     assert sdcpp.inspect(unet).missing == ["vae"]
     flux = header_only(tmp_path / "flux.safetensors", {k[len(D):]: v for k, v in FLUX.items()})
-    assert sdcpp.inspect(diffusion_model=flux).missing == ["vae", "clip_l", "t5xxl"]
+    info = sdcpp.inspect(diffusion_model=flux)
+    assert (info.missing, info.recommended) == (["vae", "clip_l"], ["t5xxl"])
     vae = header_only(tmp_path / "ae.safetensors", {"decoder.conv_in.weight": (512, 16, 3, 3)})
     clip_l = header_only(tmp_path / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 768)})
     t5 = header_only(tmp_path / "t5.safetensors", {"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096)})
     info = sdcpp.inspect(diffusion_model=flux, vae=vae, clip_l=clip_l, t5xxl=t5)
-    assert (info.family, info.missing, len(info.files)) == ("Flux", [], 4)
+    assert (info.family, info.missing, info.recommended, len(info.files)) == ("Flux", [], [], 4)
     assert info.components == {"diffusion_model": 2, "vae": 1, "clip_l": 1, "t5xxl": 1}
 
 
@@ -246,7 +247,7 @@ def test_torch_checkpoints(tmp_path: Path, zip_format: bool) -> None:
     assert (info.family, info.tensor_count, info.dtypes) == ("SD 1.x", 3, {"f16": 1, "f32": 1, "bf16": 1})
     assert info.parameters == 49408 * 768 + 320 * 36 + 320 * 320
     if zip_format:
-        assert _core.detect_family([(str(path), "")]) == "SD 1.x"
+        assert _testing.detect_family([(str(path), "")]) == "SD 1.x"
 
 
 # --- command line ----------------------------------------------------------------------------------------
@@ -257,4 +258,4 @@ def test_command_line_prints_json(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "sdcpp", "inspect", str(path)], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["family"] == "SDXL"
     bad = subprocess.run([sys.executable, "-m", "sdcpp", "inspect", str(tmp_path / "nope")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert bad.returncode == 1 and "no such file" in bad.stderr

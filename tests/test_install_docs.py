@@ -8,6 +8,9 @@ heading, where it names one).
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +108,28 @@ def test_an_unknown_device_says_how_to_build_the_backend() -> None:
     message = str(e.value)
     assert 'CMAKE_ARGS="-DSD_CUDA=ON" python -m pip install .' in message
     assert not OUR_NAMES & {n for args in pip_installs(message) for n in packages_named(args)}
+
+
+@needs_checkout
+@pytest.mark.slow
+def test_the_readmes_first_command_generates_the_image_it_names(sd15_file: Path, tmp_path: Path) -> None:
+    """The set-up line a newcomer copies: install, write a random-weight model, generate. The install is
+    this test run's own; the model step is the fixture's writer with its defaults; the generate step runs
+    as written, on that model."""
+    text = README.read_text()
+    section = text[text.index("## Set up for development") :]
+    line = next(l for l in section.splitlines() if l.startswith("python -m pip install . && python tests/models.py"))
+    install, write, generate = (part.strip() for part in line.split("&&"))
+    assert install == "python -m pip install ." and write.startswith("python tests/models.py ")
+    model = write.split()[-1]
+    args = shlex.split(generate)
+    assert args[:3] == ["sdcpp", "generate", model]
+    args[2] = str(sd15_file)  # written by models.write_sd15_single_file with the script's defaults
+    out = tmp_path / args[args.index("-o") + 1]
+    args[args.index("-o") + 1] = str(out)
+    done = subprocess.run([sys.executable, "-m", "sdcpp", *args[1:]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.size == (256, 256) and image.text["parameters"].startswith("a lighthouse at dusk\n")

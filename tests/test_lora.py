@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import sdcpp
+from sdcpp._core import _testing
 
 from . import models, models_lora
 from .conftest import _cache_dir
@@ -104,4 +105,4 @@ def test_a_lora_name_needs_a_lora_dir(generator: sdcpp.Generator) -> None:
 
 
 def test_apply_modes_are_the_engines_names() -> None:
-    assert [m.value for m in sdcpp.LoraApplyMode] == sdcpp._core.lora_apply_modes()
+    assert [m.value for m in sdcpp.LoraApplyMode] == _testing.lora_apply_modes()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import sdcpp
-from sdcpp import _core, ops
+from sdcpp import ops
+from sdcpp._core import _testing
 from sdcpp.devices import resolve_device
 from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
 
@@ -193,12 +194,12 @@ def test_unknown_device_for_an_op() -> None:
 def test_an_unsupported_op_raises_naming_op_device_and_way_out(generator: sdcpp.Generator) -> None:
     # 0004-check-ops-before-compute.patch: every graph is checked against its backend; the hook makes
     # every backend refuse TIMESTEP_EMBEDDING, as Metal once did.
-    _core.Context.refuse_op_for_tests("TIMESTEP_EMBEDDING")
+    _testing.refuse_op("TIMESTEP_EMBEDDING")
     try:
         with pytest.raises(sdcpp.UnsupportedOperation) as e:
             generator.generate("x", width=64, height=64, steps=1, seed=1)
     finally:
-        _core.Context.refuse_op_for_tests(None)
+        _testing.refuse_op(None)
     assert e.value.op == "TIMESTEP_EMBEDDING" and e.value.device == generator.device
     assert "device='cpu'" in str(e.value) and isinstance(e.value, sdcpp.GenerationError)
     assert generator.generate("x", width=64, height=64, steps=1, seed=1)[0].size == (64, 64)

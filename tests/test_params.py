@@ -10,31 +10,44 @@ import pytest
 
 import sdcpp
 from sdcpp import GenerationParams, _core
-from sdcpp.__main__ import parser
+from sdcpp._core import _testing
 from sdcpp.params import settings, to_core
 
 SMALL = dict(width=64, height=64, steps=2)
 
 
 def test_sampler_and_scheduler_enums_are_the_engines_name_tables() -> None:
-    assert [s.value for s in sdcpp.Sampler] == _core.sample_methods()
-    assert [s.value for s in sdcpp.Scheduler] == _core.schedulers()
+    assert [s.value for s in sdcpp.Sampler] == _testing.sample_methods()
+    assert [s.value for s in sdcpp.Scheduler] == _testing.schedulers()
+    assert [p.value for p in sdcpp.Prediction] == _core.prediction_names()
 
 
 def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
-    assert [f.name for f in settings()] == _core.GenerationParams.fields
+    assert [f.name for f in settings()] == _testing.generation_params_fields()
 
 
 def test_to_core_fills_every_field_by_name() -> None:
     # Distinct values per field, so that two fields swapped anywhere on the way would show.
     params = GenerationParams(
-        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, sampler="heun", scheduler="karras", seed=11,
-        batch=2, clip_skip=5, strength=0.25, control_strength=0.5,
+        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, guidance=2.5, flow_shift=1.5, sampler="heun",
+        scheduler="karras", seed=11,
+        batch=2, clip_skip=5, strength=0.25, control_strength=0.5, preview_every=4, preview_mode="tae",
+        vae_tiling=sdcpp.VaeTiling(1, 2, 0.25, 3.0, 4.0), cache_mode="spectrum", cache_threshold=0.75,
+        custom_sigmas=(9.0, 2.0, 1.0, 0.0), eta=0.125, img_cfg_scale=1.75,
+        slg=sdcpp.SkipLayerGuidance((5, 6), 0.125, 0.375, 1.5),
     )
     core = to_core(params)
-    assert {f.name: getattr(core, f.name) for f in settings()} == params.to_dict()
+
+    def plain(value: object) -> object:  # a bound group as the dict to_dict() makes of it
+        names = getattr(type(value), "fields", None)
+        return {n: getattr(value, n) for n in names} if isinstance(names, list) else value
+
+    assert {f.name: plain(getattr(core, f.name)) for f in settings()} == params.to_dict()
     unset = to_core(GenerationParams("a"))
     assert (unset.sampler, unset.scheduler, unset.clip_skip) == ("", "", -1)
+    # Settings a Generator resolves from its family reach the engine as its own defaults without one.
+    assert (unset.width, unset.height, unset.steps, unset.cfg_scale, unset.guidance) == (512, 512, 20, 7.0, 3.5)
+    assert unset.flow_shift == math.inf
 
 
 def test_values_are_stored_as_their_field_types() -> None:
@@ -47,12 +60,12 @@ def test_values_are_stored_as_their_field_types() -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(steps=True), r"^steps: must be an integer from 1 to 10000, not True"),
-        (dict(steps="4"), r"^steps: must be an integer from 1 to 10000, not '4'"),
-        (dict(cfg_scale=math.nan), r"^cfg_scale: must be a finite number, not nan"),
+        (dict(steps=True), r"^steps: must be an integer from 1 to 10000 or None, not True"),
+        (dict(steps="4"), r"^steps: must be an integer from 1 to 10000 or None, not '4'"),
+        (dict(cfg_scale=math.nan), r"^cfg_scale: must be a finite number or None, not nan"),
         (dict(clip_skip=0), r"^clip_skip: must be a positive integer or None, not 0"),
         (dict(strength=-0.1), r"^strength: must be a number from 0 to 1, not -0.1"),
-        (dict(width=0), r"^width: must be a positive integer, not 0"),
+        (dict(width=0), r"^width: must be a positive integer or None, not 0"),
         (dict(seed=2**63 - 1, batch=2), r"^seed: must be -1 \(random\) or an integer from 0 to 2\*\*63 - 2"),
         (dict(sampler="bogus"), r"^sampler: unknown sampler 'bogus'; one of euler, euler_a"),
         (dict(negative_prompt=3), r"^negative_prompt: must be a str, not int"),
@@ -70,18 +83,9 @@ def test_frozen() -> None:
 
 def test_every_field_has_help() -> None:
     assert all(f.metadata["help"] for f in fields(GenerationParams))
-    assert "steps (<class 'int'>, default 20): sampling steps" in GenerationParams.describe()
-
-
-def test_command_line_has_one_option_per_setting() -> None:
-    args = parser().parse_args(
-        ["generate", "model.safetensors", "a lighthouse", "-W", "128", "--cfg-scale", "5", "--clip-skip", "2",
-         "--sampler", "euler", "--control-strength", "0.5", "--loras", "style=0.8", "/a/b=c.safetensors=1"]
+    assert "steps (typing.Optional[int], default None): sampling steps; None: the model's default" in (
+        GenerationParams.describe()
     )
-    params = GenerationParams(**{f.name: getattr(args, f.name) for f in settings()})
-    assert params == GenerationParams("a lighthouse", width=128, cfg_scale=5.0, clip_skip=2, sampler="euler",
-                                      control_strength=0.5, loras={"style": 0.8, "/a/b=c.safetensors": 1.0})
-    assert parser().parse_args(["generate", "m", "p"]).loras == {}
 
 
 def test_generate_takes_params_or_keywords_and_each_image_remakes_itself(generator: sdcpp.Generator) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import sdcpp
+from sdcpp._core import _testing
 
 # torch's Tensor.__array__ predates numpy 2's copy keyword; diffusers' schedulers trip over it.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -194,7 +195,7 @@ def test_long_prompt_tokens_come_in_chunks_of_75(generator: sdcpp.Generator) -> 
 @pytest.mark.parametrize("clip_skip", [1, 2])
 def test_text_encoder_hidden_states(engine, reference, clip_skip, measured) -> None:
     tokens = engine.tokenize("a photograph of an astronaut riding a horse")
-    ours = engine._ctx.encode_tokens(tokens.ids, tokens.weights, clip_skip=clip_skip)
+    ours = _testing.encode_tokens(engine._ctx, tokens.ids, tokens.weights, clip_skip=clip_skip)
     theirs = reference.encode(tokens.ids, clip_skip=clip_skip)
     assert ours.shape == theirs.shape == (77, 768)
     error = relative_error(ours, theirs)
@@ -206,7 +207,7 @@ def test_text_encoder_hidden_states(engine, reference, clip_skip, measured) -> N
 
 def test_emphasis_scales_hidden_states_keeping_their_mean(engine, reference) -> None:
     tokens = engine.tokenize("a (red:1.3) barn in ((snow)), [fog]")
-    ours = engine._ctx.encode_tokens(tokens.ids, tokens.weights)
+    ours = _testing.encode_tokens(engine._ctx, tokens.ids, tokens.weights)
     # AUTOMATIC1111's rule: scale each token's hidden state by its weight, then restore the mean.
     plain = reference.encode(tokens.ids)
     weighted = plain * np.asarray(tokens.weights, np.float32)[:, None]
@@ -217,7 +218,7 @@ def test_emphasis_scales_hidden_states_keeping_their_mean(engine, reference) -> 
 
 def test_long_prompt_conditioning_is_its_chunks_encoded(engine, reference) -> None:
     tokens = engine.tokenize(LONG_PROMPT)
-    ours = engine._ctx.encode_tokens(tokens.ids, tokens.weights)
+    ours = _testing.encode_tokens(engine._ctx, tokens.ids, tokens.weights)
     theirs = np.concatenate([reference.encode(tokens.ids[i : i + 77]) for i in range(0, len(tokens.ids), 77)])
     assert ours.shape == theirs.shape == (4 * 77, 768)
     assert relative_error(ours, theirs) < TEXT_ENCODER_BOUND
@@ -232,7 +233,7 @@ def test_unet_prediction(engine, reference, timestep, measured) -> None:
     rng = np.random.default_rng(1)
     latent = rng.standard_normal((4, SIZE // 8, SIZE // 8), dtype=np.float32)
     context = reference.encode(engine.tokenize("a lighthouse at dusk").ids)
-    ours = engine._ctx.diffusion_model(latent, timestep, context)
+    ours = _testing.diffusion_model(engine._ctx, latent, timestep, context)
     theirs = reference.unet_eps(latent, timestep, context)
     assert ours.shape == theirs.shape == latent.shape
     error = relative_error(ours, theirs)
@@ -247,7 +248,7 @@ def test_unet_prediction(engine, reference, timestep, measured) -> None:
 
 def test_vae_decode(engine, reference, measured) -> None:
     latent = np.random.default_rng(2).standard_normal((4, SIZE // 8, SIZE // 8), dtype=np.float32)
-    ours = engine._ctx.decode_latent(latent)
+    ours = _testing.decode_latent(engine._ctx, latent)
     theirs = reference.decode(latent)
     assert ours.shape == theirs.shape == (3, SIZE, SIZE)
     # Most pixels must be inside (0, 1), or clamping would hide the differences.

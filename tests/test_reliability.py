@@ -18,6 +18,7 @@ import pytest
 
 import sdcpp
 from sdcpp import _core
+from sdcpp._core import _testing
 from sdcpp.params import to_core
 
 from .child import run_python
@@ -240,18 +241,18 @@ def test_generation_memory_stays_flat(generator: sdcpp.Generator) -> None:
     # A leak grows with every call, so the second 25 grow as much as the first.
     assert end - middle < 16 * mib, f"RSS grew {(end - middle) / mib:.1f} MiB over the last 25 generations"
     assert end - start < 64 * mib, f"RSS grew {(end - start) / mib:.1f} MiB over 50 generations"
-    assert _core.ImageBatch.live_count() == 0
+    assert _testing.live_image_batches() == 0
 
 
 def test_engine_images_are_freed_when_python_drops_them(generator: sdcpp.Generator) -> None:
     params = sdcpp.GenerationParams("x", width=64, height=64, steps=1, seed=1, batch=2, sampler="euler", scheduler="discrete")
     arrays = generator._ctx.generate(to_core(params))
-    assert _core.ImageBatch.live_count() == 1
+    assert _testing.live_image_batches() == 1
     base = arrays[0].base
     assert isinstance(base, _core.ImageBatch) and arrays[1].base is base, "arrays view the engine's memory"
     del arrays, base
     gc.collect()
-    assert _core.ImageBatch.live_count() == 0
+    assert _testing.live_image_batches() == 0
 
 
 def test_closing_generators_returns_their_memory(sd15_file: Path) -> None:
@@ -268,13 +269,12 @@ def test_closing_generators_returns_their_memory(sd15_file: Path) -> None:
 
 
 def test_an_engine_abort_is_reported_before_the_process_ends() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", "import sdcpp; sdcpp._core._abort_for_tests()"],
-        capture_output=True, text=True, timeout=60,
-    )
+    # A real GGML_ASSERT: the private op binding passes shapes unchecked (sdcpp.ops checks them first).
+    mismatched = "import numpy as np, sdcpp; sdcpp._core.op_mul_mat(np.zeros((2, 3)), np.zeros((2, 4)), False, 'CPU')"
+    out = subprocess.run([sys.executable, "-c", mismatched], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0
     assert "sdcpp: the engine stopped the process" in out.stderr
-    assert "sdcpp test of the abort report" in out.stderr
+    assert "GGML_ASSERT(ggml_can_mul_mat(a, b)) failed" in out.stderr
 
 
 def _outcome(call, *args, **kwargs) -> object:

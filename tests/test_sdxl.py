@@ -19,6 +19,7 @@ import pytest
 from safetensors import safe_open
 
 import sdcpp
+from sdcpp._core import _testing
 
 from sdcpp._headers import read_header
 
@@ -88,7 +89,7 @@ def _engine_run(model: Path) -> EngineRun:
     with sdcpp.Generator(model, device="cpu") as gen:
         image = np.asarray(gen.generate(PROMPT, width=64, height=64, steps=1, seed=1)[0])
         ids, weights = gen._ctx.tokenize(PROMPT)
-        y = gen._ctx.encode_vector(ids, weights, width=WIDTH, height=HEIGHT)
+        y = _testing.encode_vector(gen._ctx, ids, weights, width=WIDTH, height=HEIGHT)
         return EngineRun(gen.family, gen.weight_types, image, y)
 
 
@@ -321,3 +322,89 @@ def test_engine_vector_conditioning_is_diffusers(file_run: EngineRun, sdxl_folde
     # Measured: 6.7e-4 (the engine's f16 dot products) and 7.0e-6; before patch 0020 the pooled one was 1.41.
     assert errors["pooled"] < 3e-3 and errors["sizes"] < 3e-5, errors
     assert errors["pooled, projection transposed"] > 0.5, errors
+
+
+# --- the whole image, against StableDiffusionXLPipeline ---------------------------------------------------
+# As tests/test_parity.py does for SD 1.5: the same weights (the folder; diffusers upcasts them to float32),
+# the same initial noise (rng="cpu" is torch's CPU generator), Euler on the "discrete" = "linspace"
+# schedule. Memory: the
+# engine's model (7 GB) is freed before diffusers loads anything, and diffusers holds its text encoders
+# (3.3 GB in float32) and its UNet (10.3 GB) one after the other.
+IMAGE_SETTINGS = dict(steps=4, cfg_scale=5.0, width=128, height=128)
+# Not empty: for an empty negative prompt diffusers zeroes both the uncond context and the pooled
+# embedding (force_zeros_for_empty_prompt), the engine only the context (docs/correctness.md).
+NEGATIVE = "blurry, dark"
+# Measured 57.6 dB, at most 1 level apart; the next seed 9.7 dB. The bounds are SD 1.5's (test_parity.py):
+# the same engine code and precision, so the same room for other CPUs' rounding (docs/correctness.md).
+IMAGE_MIN_PSNR = 45.0
+IMAGE_MAX_ABS = 4
+
+
+def _diffusers_image(folder: Path, seed: int) -> np.ndarray:
+    """StableDiffusionXLPipeline's float image (H, W, 3) in [0, 1] of PROMPT, float32 on the CPU."""
+    import gc
+
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    text = _diffusers_text_pipeline(folder)
+    embeds, negative, pooled, negative_pooled = text.encode_prompt(
+        PROMPT, device="cpu", do_classifier_free_guidance=True, negative_prompt=NEGATIVE
+    )
+    del text
+    gc.collect()
+    pipe = StableDiffusionXLPipeline(
+        vae=AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32),
+        unet=UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32),
+        scheduler=EulerDiscreteScheduler.from_pretrained(folder / "scheduler", timestep_spacing="linspace"),
+        text_encoder=None,
+        text_encoder_2=None,
+        tokenizer=None,
+        tokenizer_2=None,
+        add_watermarker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    settings = dict(IMAGE_SETTINGS)
+    result = pipe(
+        prompt_embeds=embeds,
+        negative_prompt_embeds=negative,
+        pooled_prompt_embeds=pooled,
+        negative_pooled_prompt_embeds=negative_pooled,
+        width=settings["width"],
+        height=settings["height"],
+        num_inference_steps=settings["steps"],
+        guidance_scale=settings["cfg_scale"],
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+    )
+    return result.images[0]
+
+
+def _psnr(image: np.ndarray, reference_image: np.ndarray) -> float:
+    mse = np.mean((np.asarray(image, np.float64) - reference_image) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+@needs_reference
+# torch's Tensor.__array__ predates numpy 2's copy keyword; diffusers' schedulers trip over it (as in test_parity.py).
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_engine_image_matches_diffusers_pipeline(sdxl_folder: Path, measured: dict) -> None:
+    import resource
+
+    with sdcpp.Generator(sdxl_folder, device="cpu", rng="cpu") as gen:
+        ours, other_seed = (
+            np.asarray(gen.generate(PROMPT, NEGATIVE, sampler="euler", scheduler="discrete", seed=seed, **IMAGE_SETTINGS)[0])
+            for seed in (42, 43)
+        )
+    theirs = _diffusers_image(sdxl_folder, seed=42) * 255
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss is in KiB)
+    assert ours.shape == theirs.shape == (128, 128, 3)
+    assert theirs.std() > 20, "a flat image would agree too easily"
+    worst = float(np.abs(ours - np.round(theirs)).max())
+    measured["SDXL Euler image"] = (
+        f"PSNR {_psnr(ours, theirs):.1f} dB, max abs {worst:.0f} levels "
+        f"(bounds {IMAGE_MIN_PSNR:.0f} dB, {IMAGE_MAX_ABS} levels); other seed {_psnr(other_seed, theirs):.1f} dB; "
+        f"peak RSS {peak:.1f} GiB"
+    )
+    assert _psnr(ours, theirs) >= IMAGE_MIN_PSNR and worst <= IMAGE_MAX_ABS, measured["SDXL Euler image"]
+    assert _psnr(other_seed, theirs) < IMAGE_MIN_PSNR / 2

@@ -230,7 +230,9 @@ def test_interrupt_stops_the_running_job_and_returns_the_images_it_finished(
     start = time.monotonic()
     progress = _progress(client)
     assert time.monotonic() - start < 2, "the event loop is blocked while a job runs"
-    assert 0.5 < progress["progress"] < 1 and progress["eta_relative"] > 0 and progress["current_image"] is None
+    assert 0.5 < progress["progress"] < 1 and progress["eta_relative"] > 0
+    preview = decode_png(progress["current_image"])  # the running job's latest preview, from its latent
+    assert (preview.mode, preview.size) == ("RGB", (SMALL["width"] // 8, SMALL["height"] // 8))
     assert (progress["state"]["job_count"], progress["state"]["sampling_steps"]) == (2, 12)
     assert client.post("/sdapi/v1/interrupt").status_code == 200
     thread.join(60)

@@ -56,7 +56,8 @@ _FILL = """(() => {
 })()"""
 
 _STATE = """[document.getElementById('status').textContent, document.getElementById('progress').value,
- (() => { const i = document.getElementById('result'); return i.complete ? i.naturalWidth : 0; })()]"""
+ (() => { const i = document.getElementById('result'); return i.complete ? i.naturalWidth : 0; })(),
+ (() => { const i = document.getElementById('preview'); return !i.hidden && i.complete ? i.naturalWidth : 0; })()]"""
 
 def test_the_page_generates_with_live_progress_and_downloads_the_png_with_its_metadata(
     chromium: str, server: ServerProcess, browser: Browser, tmp_path: Path
@@ -64,10 +65,11 @@ def test_the_page_generates_with_live_progress_and_downloads_the_png_with_its_me
     browser.navigate(server.url + "/")
     browser.wait_for("document.getElementById('model').textContent === 'sd15.safetensors'", 15)
     assert browser.evaluate(_FILL)
-    seen, deadline = [], time.monotonic() + 180
+    seen, previews, deadline = [], set(), time.monotonic() + 180
     while True:
-        status, progress, width = browser.evaluate(_STATE)
+        status, progress, width, preview_width = browser.evaluate(_STATE)
         seen.append((status, progress))
+        previews.add(preview_width)
         if width:
             break
         assert time.monotonic() < deadline, f"no image after 180 s; the page showed {seen[-5:]}\n{server.log()}"
@@ -76,6 +78,8 @@ def test_the_page_generates_with_live_progress_and_downloads_the_png_with_its_me
     assert width == 64 and status == "Done: seed 5."
     assert any(s.startswith("Step ") and s.endswith("/6") or "/6," in s for s, _ in seen), f"no step shown: {seen}"
     assert any(0 < p < 1 for _, p in seen), f"the progress bar never moved: {seen}"
+    assert 8 in previews, f"no preview shown while it ran (the latent's 8x8 projection): {previews}"
+    assert browser.evaluate("document.getElementById('preview').hidden")  # hidden again once done
     downloads = tmp_path / "downloads"
     browser.send("Browser.setDownloadBehavior", behavior="allow", downloadPath=str(downloads))
     browser.evaluate("document.getElementById('download').click()")

@@ -32,14 +32,15 @@ from .generator import Generator, Tokens
 from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
-from .names import LoraApplyMode, Sampler, Scheduler
-from .params import GenerationParams
+from .names import CacheMode, LoraApplyMode, Prediction, PreviewMode, Sampler, Scheduler
+from .params import GenerationParams, SkipLayerGuidance, VaeTiling
 from ._core import __version__
 from .doctor import self_test
 from .profiling import OpProfile, profile_ops
 from .system import system_info
 
 __all__ = [
+    "CacheMode",
     "Cancelled",
     "DeviceError",
     "DeviceFallbackWarning",
@@ -54,11 +55,15 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "OpProfile",
+    "Prediction",
+    "PreviewMode",
     "Sampler",
     "Scheduler",
     "SdcppError",
+    "SkipLayerGuidance",
     "UnsupportedOperation",
     "Tokens",
+    "VaeTiling",
     "__version__",
     "convert",
     "inspect",

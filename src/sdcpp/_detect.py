@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["FAMILIES", "detect", "convert_name", "is_unused", "REQUIRED"]
+__all__ = ["FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "REQUIRED", "RECOMMENDED"]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
 
@@ -23,26 +23,33 @@ FAMILIES = [
     "Chroma Radiance", "Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V", "Qwen Image", "Anima", "Flux.2",
     "Flux.2 klein", "Z-Image", "Ovis Image", "Ernie Image",
 ]
-_SD1 = {"SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 1.x Tiny UNet", "SDXS (512-DS)"}
-_SD2 = {"SD 2.x", "SD 2.x Inpaint", "SD 2.x Tiny UNet", "SDXS (09)"}
-_SDXL = {"SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix", "SDXL (Vega)", "SDXL (SSD1B)"}
-UNET = _SD1 | _SD2 | _SDXL
+SD1 = {"SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 1.x Tiny UNet", "SDXS (512-DS)"}
+SD2 = {"SD 2.x", "SD 2.x Inpaint", "SD 2.x Tiny UNet", "SDXS (09)"}
+SDXL = {"SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix", "SDXL (Vega)", "SDXL (SSD1B)"}
+UNET = SD1 | SD2 | SDXL
 
 # The components each family's pipeline reads (stable-diffusion.cpp picks the text encoders by family),
 # named as the Generator argument that supplies each.
 _CLIP = ("diffusion_model", "vae", "clip_l")
 REQUIRED: dict[str, tuple[str, ...]] = {
-    **{f: _CLIP for f in _SD1 | _SD2},
-    **{f: (*_CLIP, "clip_g") for f in _SDXL},
+    **{f: _CLIP for f in SD1 | SD2},
+    **{f: (*_CLIP, "clip_g") for f in SDXL},
     "SVD": ("diffusion_model", "vae"),
-    "SD3.x": (*_CLIP, "clip_g", "t5xxl"),
-    **{f: (*_CLIP, "t5xxl") for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
+    "SD3.x": _CLIP,
+    **{f: _CLIP for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
     "Chroma Radiance": ("diffusion_model", "t5xxl"),
     **{f: ("diffusion_model", "vae", "t5xxl") for f in ("Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V")},
     **{
         f: ("diffusion_model", "vae", "llm")
         for f in ("Qwen Image", "Anima", "Flux.2", "Flux.2 klein", "Z-Image", "Ovis Image", "Ernie Image")
     },
+}
+
+# Text encoders the engine runs without, feeding zeros in their place and warning that prompt adherence
+# suffers (SD3CLIPEmbedder and FluxCLIPEmbedder, src/conditioner.hpp; for SD3 without clip_g, patch 0031).
+RECOMMENDED: dict[str, tuple[str, ...]] = {
+    "SD3.x": ("clip_g", "t5xxl"),
+    **{f: ("t5xxl",) for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
 }
 
 # Tensors the engine drops while reading safetensors and legacy torch files (unused_tensors, model.cpp).
@@ -214,7 +221,7 @@ def convert_name(name: str, family: Optional[str]) -> str:
         name = prefixes[best] + name[len(best) :]
     unet = "model.diffusion_model."
     if name.startswith(unet) and family in UNET:
-        name = unet + _diffusers_unet_to_original(name[len(unet) :], xl=family in _SDXL)
+        name = unet + _diffusers_unet_to_original(name[len(unet) :], xl=family in SDXL)
     return name
 
 
@@ -250,6 +257,26 @@ def _diffusers_unet_to_original(name: str, xl: bool) -> str:
     for original, diffusers in _UNET_LAYERS[xl]:
         name = name.replace(diffusers, original, 1)
     return name
+
+
+# --- a diffusion model alone -------------------------------------------------------------------------
+
+# The width of a UNet's cross-attention keys is its text encoder's (context_dim in src/unet.hpp).
+_CONTEXT_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+def unet_family(shapes: Shapes) -> Optional[str]:
+    """The family of a UNet given without its text encoders (which the engine detects by), or None."""
+    for name, ne in shapes.items():
+        if name.startswith("model.diffusion_model.input_blocks.") and name.endswith("attn2.to_k.weight"):
+            return _CONTEXT_WIDTHS.get(_ne(ne, 0))
+    return None
+
+
+def is_unet(shapes: Shapes) -> bool:
+    """Whether the engine gives separate text encoders the UNet models' names (with patch 0036: also for a
+    UNet whose version is unknown yet because no text encoder came before it)."""
+    return detect(shapes) in UNET or any(n.startswith("model.diffusion_model.input_blocks.") for n in shapes)
 
 
 # --- components ---------------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ import os
 import secrets
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence, Union, overload
+from types import MappingProxyType
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, overload
 
 import numpy as np
+from PIL import Image
 
 from . import _core
 from ._logs import logger, sync_level
@@ -17,7 +19,9 @@ from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage
 from .loras import find_embeddings, resolve_loras, split_prompt
-from .names import LoraApplyMode, Sampler, Scheduler
+from .components import COMPONENTS, check_complete
+from .defaults import family_defaults, resolved
+from .names import UNET_CACHE_MODES, CacheMode, LoraApplyMode, PreviewMode, Prediction, Sampler, Scheduler
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -49,9 +53,16 @@ class Generator:
         model: a single-file model (``.safetensors``, ``.gguf``, ``.ckpt``) or a diffusers folder
             (``unet/``, ``vae/``, ``text_encoder/``). May be omitted when the parts are given
             separately through ``diffusion_model`` and the encoders.
-        vae, clip_l, clip_g, t5xxl, diffusion_model, taesd: separate component files, which
-            replace or complete those inside ``model``.
+        diffusion_model: the diffusion model (UNet or DiT) as a file of its own; with the components
+            below, in place of ``model``.
+        vae, taesd, clip_l, clip_g, t5xxl, llm, llm_vision, clip_vision, high_noise_diffusion_model:
+            separate component files, which replace or complete those inside ``model``
+            (``sdcpp.components.COMPONENTS`` says what each holds). A set that lacks a component its
+            family needs raises ModelLoadError naming the argument that supplies it.
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
+        prediction: what the diffusion model predicts (a :class:`Prediction` or its name, e.g. ``"v"``
+            for an SD 2.x 768-v model the engine takes for eps); ``None``: the engine decides from the
+            files. ``Generator.prediction`` says which is used.
         weight_type: convert weights at load time (``"f16"``, ``"q8_0"``, ... see
             ``sdcpp.names``); ``None`` keeps the file's types.
         device: ``"auto"`` (the first GPU this build supports that starts, else the CPU, with
@@ -77,6 +88,9 @@ class Generator:
             diffusion model's working memory. ``None`` (on) and ``True`` batch where the engine
             can (SD 1.x, 2.x and XL, without a ControlNet or image guidance); ``False`` never
             does. See docs/batched-cfg.md.
+        circular_x, circular_y: pad every convolution circularly along x (left-right) or y
+            (top-bottom), so that images tile seamlessly in that direction (textures, panoramas);
+            the engine's ``circular_x`` / ``circular_y``, set when the model is loaded.
         name: the engine's log lines for this Generator's calls go to the logger
             ``sdcpp.<name>`` (default: the model file's name), so two Generators' logs stay apart.
 
@@ -94,9 +108,14 @@ class Generator:
         clip_l: Optional[PathLike] = None,
         clip_g: Optional[PathLike] = None,
         t5xxl: Optional[PathLike] = None,
+        llm: Optional[PathLike] = None,
+        llm_vision: Optional[PathLike] = None,
+        clip_vision: Optional[PathLike] = None,
         diffusion_model: Optional[PathLike] = None,
+        high_noise_diffusion_model: Optional[PathLike] = None,
         taesd: Optional[PathLike] = None,
         control_net: Optional[PathLike] = None,
+        prediction: Union[Prediction, str, None] = None,
         weight_type: Optional[str] = None,
         device: str = "auto",
         threads: Optional[int] = None,
@@ -108,15 +127,20 @@ class Generator:
         embeddings: Union[PathLike, Sequence[PathLike], None] = None,
         lora_apply_mode: Union[LoraApplyMode, str, None] = None,
         batched_cfg: Optional[bool] = None,
+        circular_x: bool = False,
+        circular_y: bool = False,
         name: Optional[str] = None,
     ) -> None:
-        paths = {
-            "model": model, "vae": vae, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl,
-            "diffusion_model": diffusion_model, "taesd": taesd, "control_net": control_net,
-        }
+        given = locals()
+        paths = {k: given[k] for k in COMPONENTS if given[k] is not None}
         if model is None and diffusion_model is None:
             raise InvalidArgumentError("model: give a model file or folder (or diffusion_model=...)")
-        checked = {k: str(check_model_path(v, k)) for k, v in paths.items() if v is not None}
+        checked = {k: str(check_model_path(v, k)) for k, v in paths.items()}
+        if prediction is not None and prediction not in [p.value for p in Prediction]:
+            raise InvalidArgumentError(
+                f"prediction: unknown prediction {prediction!r}; one of {', '.join(p.value for p in Prediction)}"
+            )
+        check_complete(checked)
         if weight_type is not None and weight_type not in _core.weight_types():
             raise InvalidArgumentError(
                 f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
@@ -142,6 +166,9 @@ class Generator:
         self.logger = logger.getChild((name or os.path.basename(self.model)).replace(".", "_"))
         ggml_device = resolve_device(device)
         self._has_control_net = control_net is not None
+        self._has_taesd = taesd is not None
+        #: Whether images tile seamlessly left-right (x) and top-bottom (y).
+        self.circular = (bool(circular_x), bool(circular_y))
         #: Whether the diffusion model runs with flash attention.
         self.flash_attn: bool = False
 
@@ -149,7 +176,8 @@ class Generator:
             # benchmarks/RESULTS.md: flash attention is faster on CUDA only
             self.flash_attn = bool(on.startswith("CUDA") if flash_attn is None else flash_attn)
             return _core.Context(
-                **checked,
+                paths=checked,
+                prediction=Prediction(prediction).value if prediction is not None else "",
                 weight_type=weight_type or "",
                 device=on,
                 rng=rng or "",
@@ -160,6 +188,8 @@ class Generator:
                 keep_clip_on_cpu=keep_clip_on_cpu,
                 keep_vae_on_cpu=keep_vae_on_cpu,
                 batched_cfg=batched_cfg is None or bool(batched_cfg),
+                circular_x=bool(circular_x),
+                circular_y=bool(circular_y),
                 logger=self.logger,
             )
 
@@ -180,6 +210,15 @@ class Generator:
         self.weight_types: dict[str, dict[str, int]] = _parse_weight_types(self._ctx.weight_types)
         #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
         self.size_multiple: int = self._ctx.spatial_multiple
+        #: What the diffusion model predicts: the ``prediction`` asked for, or the engine's choice.
+        self.prediction = Prediction(self._ctx.prediction)
+        sampler = Sampler(self._ctx.default_sample_method())
+        #: The settings a generation leaves None take: the family's recommended size, steps, CFG scale and
+        #: distilled guidance (sdcpp.defaults), the engine's sampler, scheduler and flow shift for this model.
+        self.defaults: Mapping[str, Any] = MappingProxyType(resolved(
+            family_defaults(self.family, self.prediction.value), sampler,
+            Scheduler(self._ctx.default_scheduler(sampler.value)), self._ctx.default_flow_shift,
+        ))
         self.logger.info("loaded %s", self)
         if self.embeddings:
             # The engine leaves any other word as text without a word in its log: say which are tokens.
@@ -210,17 +249,17 @@ class Generator:
         """
         ticket = self._ctx.begin_generation()  # from here on, cancel() stops this call
         given = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], GenerationParams) else None
-        params = given or GenerationParams(*args, **kwargs)
+        params = self.with_defaults(given or GenerationParams(*args, **kwargs))
         self._check_size(params.width, params.height)
         self._check_memory(params.width, params.height)
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
-        sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
+        self._check_applies(params)
         seed = params.seed
         if seed == -1:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
             logger.info("seed %d", seed)
-        params = replace(params, sampler=sampler, scheduler=scheduler, seed=seed)
+        params = replace(params, seed=seed)
         prompt, tagged = split_prompt(params.prompt)
         loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
 
@@ -231,15 +270,24 @@ class Generator:
             mask_image=params.mask_image,
             control_image=params.control_image,
             progress=params.progress,
+            preview=_preview_images(params.preview),
             ticket=ticket,
         )
         info = {
             "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
+            **({"circular": list(self.circular)} if any(self.circular) else {}),
             "inputs": [n for n in ("init_image", "mask_image", "control_image") if getattr(params, n) is not None],
         }
         return [
             GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
         ]
+
+    def with_defaults(self, params: GenerationParams) -> GenerationParams:
+        """``params`` with each setting left None replaced by this model's default (:attr:`defaults`);
+        the scheduler's default follows the sampler chosen."""
+        sampler, scheduler = self._sampler_and_scheduler(params.sampler, params.scheduler)
+        unset = {k: v for k, v in self.defaults.items() if getattr(params, k) is None and k not in ("sampler", "scheduler")}
+        return replace(params, **unset, sampler=sampler, scheduler=scheduler)
 
     def cancel(self) -> None:
         """Stop every :meth:`generate` call that has begun on this Generator.
@@ -261,7 +309,7 @@ class Generator:
         head (N latent tokens: 8 heads at 1/8 scale for SD 1.x/2.x, 10 at 1/16 for SDXL), which
         dominates at large sizes; flash attention does not materialise it.
         """
-        if self.flash_attn or self.size_multiple != 64:
+        if self.flash_attn or not self._is_unet:
             return
         xl = "XL" in self.family
         tokens = (width // (16 if xl else 8)) * (height // (16 if xl else 8))
@@ -273,6 +321,38 @@ class Generator:
                 f"{self.device}, which has {free / 2**30:.0f} GiB free; use a smaller size or "
                 "Generator(..., flash_attn=True)"
             )
+
+    @property
+    def _is_unet(self) -> bool:
+        # VAE scale 8 x the UNet's 3 halvings: 64 for SD 1.x/2.x/XL; DiT models patch to 16.
+        return self.size_multiple == 64
+
+    def _check_applies(self, params: GenerationParams) -> None:
+        """Refuse settings the engine would ignore for this model (with at most a log line)."""
+        kind = "a UNet model" if self._is_unet else "a DiT model"
+        cache = params.cache_mode
+        if cache is not CacheMode.DISABLED and (cache in UNET_CACHE_MODES) != self._is_unet:
+            usable = sorted(m.value for m in CacheMode if m in UNET_CACHE_MODES or not self._is_unet)
+            raise InvalidArgumentError(
+                f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {', '.join(usable)}"
+            )
+        for name in ("flow_shift", "slg"):
+            if self._is_unet and getattr(params, name) is not None:
+                raise InvalidArgumentError(
+                    f"{name}: applies to DiT models (SD3, Flux, ...); {self.family} is a UNet model, which the "
+                    "engine would run without it: leave it None"
+                )
+        # The engine's sd_version_is_inpaint_or_unet_edit, by the family names it gives those versions.
+        image_guided = ("Inpaint", "Pix2Pix", "Fill", "Flux Control", "Flex.2")
+        if params.img_cfg_scale is not None and not any(k in self.family for k in image_guided):
+            raise InvalidArgumentError(
+                f"img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control models, not to "
+                f"{self.family}: leave it None"
+            )
+        if params.preview is not None and params.preview_mode is PreviewMode.NONE:
+            raise InvalidArgumentError("preview_mode: none gives the preview callback nothing; use proj, tae or vae")
+        if params.preview is not None and params.preview_mode is PreviewMode.TAE and not self._has_taesd:
+            raise InvalidArgumentError("preview_mode: tae needs a TAESD decoder: Generator(..., taesd=PATH)")
 
     def tokenize(self, prompt: str) -> Tokens:
         """The token ids the text encoder gets for ``prompt``, with their emphasis weights.
@@ -335,7 +415,7 @@ class Generator:
 
     def _sampler_and_scheduler(self, sampler: object, scheduler: object) -> tuple[Sampler, Scheduler]:
         """The sampler and scheduler named, or the model's defaults for None."""
-        chosen = check_field("sampler", sampler) or Sampler(self._ctx.default_sample_method())
+        chosen = check_field("sampler", sampler) or Sampler(self.defaults["sampler"])
         return chosen, check_field("scheduler", scheduler) or Scheduler(self._ctx.default_scheduler(chosen.value))
 
     @property
@@ -357,6 +437,13 @@ class Generator:
             return f"<Generator {self.model!r} (closed)>"
         weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
+
+
+def _preview_images(preview: Optional[Any]) -> Optional[Any]:
+    """The engine's ``preview(step, pixels)`` for a ``preview(step, PIL image)`` callback."""
+    if preview is None:
+        return None
+    return lambda step, pixels: preview(step, Image.fromarray(pixels))
 
 
 def _parse_weight_types(text: str) -> dict[str, dict[str, int]]:

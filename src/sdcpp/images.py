@@ -13,7 +13,7 @@ from .errors import InvalidArgumentError
 if TYPE_CHECKING:
     from .params import GenerationParams
 
-__all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels"]
+__all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels", "read_metadata"]
 
 #: An input image: a PIL image, or a uint8 array of shape (height, width, 3) — (height, width) for masks.
 ImageInput = Union[Image.Image, np.ndarray]
@@ -61,12 +61,34 @@ class GeneratedImage(Image.Image):
     def read_parameters(path: str | Any) -> GenerationParams:
         """The generation parameters stored in a PNG saved by sdcpp: ``generate(params)`` remakes it.
 
-        The whole JSON record, model name included, is the PNG text chunk ``sdcpp`` (``SDCPP_KEY``).
+        The whole JSON record, model name included, is the PNG text chunk ``sdcpp`` (``SDCPP_KEY``):
+        :func:`read_metadata`.
         """
         from .params import GenerationParams  # params imports this module for its image checks
 
-        with Image.open(path) as im:
-            return GenerationParams.from_dict(json.loads(im.info[SDCPP_KEY]))
+        return GenerationParams.from_dict(read_metadata(path))
+
+
+def read_metadata(path: str | Any) -> dict[str, Any]:
+    """The record a PNG saved by sdcpp holds: the settings (``GenerationParams.to_dict()``) and the
+    model's name and family, the sdcpp version and which input images were given.
+
+    Raises:
+        sdcpp.InvalidArgumentError: the image holds no sdcpp record (not a PNG that sdcpp saved).
+    """
+    with Image.open(path) as im:
+        text = im.info.get(SDCPP_KEY)
+        kind = im.format
+    if not isinstance(text, str):
+        hint = "only PNG files keep it" if kind != "PNG" else "it was not saved by sdcpp, or its metadata was removed"
+        raise InvalidArgumentError(f"{path}: holds no sdcpp parameters (the PNG text chunk '{SDCPP_KEY}'); {hint}")
+    try:
+        record = json.loads(text)
+    except ValueError as e:
+        raise InvalidArgumentError(f"{path}: its '{SDCPP_KEY}' text chunk is not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise InvalidArgumentError(f"{path}: its '{SDCPP_KEY}' text chunk is not a JSON object")
+    return record
 
 
 def _a1111_text(p: Mapping[str, Any]) -> str:
@@ -83,6 +105,11 @@ def _a1111_text(p: Mapping[str, Any]) -> str:
         "Size": f"{p['width']}x{p['height']}",
         "Model": p["model"],
     }
+    # Forge's names for these, written only for the families that use them.
+    if p.get("guidance") is not None:
+        settings["Distilled CFG Scale"] = p["guidance"]
+    if p.get("flow_shift") is not None:
+        settings["Shift"] = p["flow_shift"]
     lines.append(", ".join(f"{k}: {v}" for k, v in settings.items()))
     return "\n".join(lines)
 

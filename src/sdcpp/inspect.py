@@ -51,7 +51,11 @@ class ModelInfo:
     #: Tensors per component found, keyed by the Generator argument that supplies that component.
     components: dict[str, int]
     #: Components the family needs that the files lack, as Generator arguments (``"vae"``: pass ``vae=``).
+    #: For a UNet without text encoders (``family`` None), those of the family its attention width says.
     missing: list[str]
+    #: Components the engine runs without but whose absence degrades the images (Flux's and SD3's T5-XXL,
+    #: SD3's clip_g): it feeds zeros in their place and logs a warning.
+    recommended: list[str]
     tensor_count: int
     #: Tensor count per type (ggml's names: ``"f16"``, ``"q8_0"``, ...).
     dtypes: dict[str, int]
@@ -94,6 +98,12 @@ def inspect(
         sdcpp.ModelLoadError: a file is truncated or malformed, or a folder is not a diffusers model.
     """
     parts = {"diffusion_model": diffusion_model, "clip_l": clip_l, "clip_g": clip_g, "t5xxl": t5xxl, "llm": llm, "vae": vae}
+    return read_model(path, parts)[0]
+
+
+def read_model(path: Optional[PathLike], parts: dict[str, Optional[PathLike]]) -> tuple[ModelInfo, Optional[str]]:
+    """:func:`inspect`'s answer, and the family whose components ``missing`` lists: ``family``, or for a
+    UNet given without the text encoders its attention width needs, the family that width says."""
     if path is None and all(v is None for v in parts.values()):
         raise InvalidArgumentError("path: give a model file or folder (or component files)")
     raw: dict[str, tuple[int, ...]] = {}  # the engine's tensor map: name as loaded -> ggml ne
@@ -113,7 +123,7 @@ def inspect(
         first = first or file
         prefix = _COMPONENT_PREFIXES[argument]
         if isinstance(prefix, tuple):
-            prefix = prefix[0] if _detect.detect(raw) in _detect.UNET else prefix[1]
+            prefix = prefix[0] if _detect.is_unet(raw) else prefix[1]
         headers[file] = _load(file, prefix, argument, raw)
         fmt = fmt or headers[file].format
     version0 = _detect.detect(raw)  # the engine converts names for the family it finds first, then detects again
@@ -126,19 +136,24 @@ def inspect(
         dtypes[t.dtype] = dtypes.get(t.dtype, 0) + 1
     metadata = {k: v for h in headers.values() for k, v in h.metadata.items()}
     assert first is not None
+    # A UNet's attention width names its family even where the text encoders given say another (an SDXL
+    # UNet with only clip_l is detected as SD 1.x and then fails on the shapes): its components are needed.
+    unet = _detect.unet_family(raw)
+    needs = unet if unet and _detect.REQUIRED[unet] != _detect.REQUIRED.get(family or "") else family
     return ModelInfo(
         path=str(first),
         format=fmt,
         family=family,
         components=components,
-        missing=[c for c in _detect.REQUIRED.get(family or "", ()) if c not in components],
+        missing=[c for c in _detect.REQUIRED.get(needs or "", ()) if c not in components],
+        recommended=[c for c in _detect.RECOMMENDED.get(needs or "", ()) if c not in components],
         tensor_count=len(tensors),
         dtypes=dict(sorted(dtypes.items(), key=lambda kv: -kv[1])),
         parameters=sum(math.prod(t.shape) for t in tensors),
         file_size=sum(f.stat().st_size for f in headers),
         files={str(f): h.format for f, h in headers.items()},
         metadata=metadata,
-    )
+    ), needs
 
 
 def _existing(path: PathLike, argument: str) -> Path:

@@ -1,4 +1,4 @@
-"""Samplers, schedulers and LoRA apply modes, named exactly as the engine names them.
+"""Samplers, schedulers, predictions, LoRA apply modes, preview and cache modes, named exactly as the engine names them.
 
 The members are written out here so that IDEs and type checkers see them (``Sampler.EULER_A``);
 tests/test_params.py checks that they equal the engine's own name tables. Each member is a ``str``:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["LoraApplyMode", "Sampler", "Scheduler", "samplers", "schedulers"]
+__all__ = ["CacheMode", "LoraApplyMode", "Prediction", "PreviewMode", "Sampler", "Scheduler", "samplers", "schedulers"]
 
 
 class _EngineName(str, enum.Enum):
@@ -53,6 +53,28 @@ class Scheduler(_EngineName):
     BONG_TANGENT = "bong_tangent"
 
 
+class Prediction(_EngineName):
+    """What the diffusion model predicts (``Generator(prediction=...)``, ``Generator.prediction``).
+
+    The engine decides it from the files when none is given: SD 2.x by one UNet evaluation (v when the
+    output at the last timestep is far below the input, as a 768-v model's is), SDXL by a ``v_pred``
+    or ``edm_vpred.sigma_max`` key in the file, flow models by their family; everything else is eps.
+    """
+
+    #: The noise (SD 1.x, SD 2.x base at 512, SDXL).
+    EPS = "eps"
+    #: The velocity (SD 2.x 768-v, v-prediction fine-tunes).
+    V = "v"
+    #: The velocity with EDM's noise levels (CosXL).
+    EDM_V = "edm_v"
+    #: Rectified flow (SD3.x, Qwen-Image, Z-Image, Wan, ...).
+    SD3_FLOW = "sd3_flow"
+    #: Flux.1's flow.
+    FLUX_FLOW = "flux_flow"
+    #: Flux.2's flow.
+    FLUX2_FLOW = "flux2_flow"
+
+
 class LoraApplyMode(_EngineName):
     """When the engine applies a LoRA (``Generator(lora_apply_mode=...)``)."""
 
@@ -65,6 +87,39 @@ class LoraApplyMode(_EngineName):
     #: Computed beside the unchanged weights at every step: the weights are never modified, so
     #: removing a LoRA gives the original image exactly.
     AT_RUNTIME = "at_runtime"
+
+
+class PreviewMode(_EngineName):
+    """How ``generate(preview=...)`` makes its preview images from the latent being sampled."""
+
+    #: No previews.
+    NONE = "none"
+    #: A fixed linear projection of the latent to RGB: nearly free, at the latent's size (1/8).
+    PROJ = "proj"
+    #: Decoded by the Generator's TAESD (``Generator(taesd=...)``), else by its VAE: full size.
+    TAE = "tae"
+    #: Decoded by the Generator's decoder (its TAESD if it was loaded with one): full size, slow.
+    VAE = "vae"
+
+
+class CacheMode(_EngineName):
+    """Step caching: reuse the diffusion model's output at steps where it barely changes.
+
+    The engine's command line names; which ones a model can use depends on its architecture:
+    ``UCACHE`` and ``SPECTRUM`` on the UNet models (SD 1.x, 2.x, XL), the others on DiT models.
+    """
+
+    DISABLED = "disabled"
+    EASYCACHE = "easycache"
+    UCACHE = "ucache"
+    DBCACHE = "dbcache"
+    TAYLORSEER = "taylorseer"
+    CACHE_DIT = "cache-dit"
+    SPECTRUM = "spectrum"
+
+
+#: The cache modes a UNet model (SD 1.x, 2.x, XL) can use; the engine ignores the others there.
+UNET_CACHE_MODES = frozenset({CacheMode.DISABLED, CacheMode.UCACHE, CacheMode.SPECTRUM})
 
 
 def samplers() -> list[str]:

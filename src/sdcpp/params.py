@@ -16,25 +16,31 @@ import enum
 import math
 import os
 import typing
-from dataclasses import MISSING, Field, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar, Union
 
 import numpy as np
+from PIL import Image
 
 from . import _core
 from .errors import InvalidArgumentError
 from .images import ImageInput, input_pixels
-from .names import Sampler, Scheduler
+from .names import CacheMode, PreviewMode, Sampler, Scheduler
 
 if TYPE_CHECKING:
     from typing_extensions import Concatenate, ParamSpec
 
     _P = ParamSpec("_P")
 
-__all__ = ["GenerationParams", "ProgressCallback", "check_field", "check_seed", "to_core"]
+__all__ = [
+    "GenerationParams", "PreviewCallback", "ProgressCallback", "SkipLayerGuidance", "VaeTiling", "check_field",
+    "check_seed", "to_core",
+]
 
 #: ``progress(step, steps, seconds_per_step)``, called on the generating thread (step 0 at the start).
 ProgressCallback = Callable[[int, int, float], object]
+#: ``preview(step, image)``: an RGB PIL image of the latent at that step, on the generating thread.
+PreviewCallback = Callable[[int, Image.Image], object]
 
 # The engine's prompt parsing and tokenizing slow down sharply past this (a 10k-character prompt
 # took 2.5 s to encode, a 100k-character one did not finish in 5 minutes).
@@ -85,6 +91,63 @@ def check_seed(seed: int, batch: int, random: bool = True) -> None:
         )
 
 
+def _check_number(group: str, name: str, value: Any, lo: float, hi: float = math.inf, integer: bool = False) -> None:
+    ok = is_int(value) if integer else is_number(value) and math.isfinite(value)
+    if not ok or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        bound = f"from {lo} to {hi}" if math.isfinite(hi) else f"at least {lo}"
+        raise InvalidArgumentError(f"{group}.{name}: must be {kind} {bound}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class VaeTiling:
+    """VAE tiling (``generate(vae_tiling=VaeTiling(...))``, or ``True`` for these defaults): the image is
+    decoded (and an init image encoded) in overlapping tiles, so that the VAE's working memory is that
+    of one tile. The fields are the engine's ``sd_tiling_params_t``; sizes are in latent pixels (1/8 of
+    the image's for SD 1.x/2.x/XL)."""
+
+    #: Tile width; 0: the engine's default, 32 (256 image pixels).
+    tile_size_x: int = 0
+    #: Tile height; 0: the engine's default, 32.
+    tile_size_y: int = 0
+    #: Overlap of neighbouring tiles, a fraction of a tile from 0 to 0.5.
+    target_overlap: float = 0.5
+    #: Tile width relative to the latent: a fraction of it (<= 1) or a number of tiles (> 1); 0: use tile_size_x.
+    rel_size_x: float = 0.0
+    #: Tile height relative to the latent, as rel_size_x; 0: use tile_size_y.
+    rel_size_y: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_number("vae_tiling", "tile_size_x", self.tile_size_x, 0, integer=True)
+        _check_number("vae_tiling", "tile_size_y", self.tile_size_y, 0, integer=True)
+        _check_number("vae_tiling", "target_overlap", self.target_overlap, 0, 0.5)
+        _check_number("vae_tiling", "rel_size_x", self.rel_size_x, 0)
+        _check_number("vae_tiling", "rel_size_y", self.rel_size_y, 0)
+
+
+@dataclass(frozen=True)
+class SkipLayerGuidance:
+    """Skip-layer guidance (the engine's ``sd_slg_params_t``, for DiT models such as SD3): between
+    ``layer_start`` and ``layer_end`` (fractions of the sampling), the prediction is pushed away from
+    one made without ``layers``, by ``scale``."""
+
+    #: The diffusion model's blocks skipped for the guiding prediction.
+    layers: tuple[int, ...] = (7, 8, 9)
+    layer_start: float = 0.01
+    layer_end: float = 0.2
+    scale: float = 2.5
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, collections.abc.Iterable):
+            raise InvalidArgumentError(f"slg.layers: must be a sequence of block indices, not {self.layers!r}")
+        object.__setattr__(self, "layers", tuple(self.layers))
+        for layer in self.layers:
+            _check_number("slg", "layers", layer, 0, integer=True)
+        _check_number("slg", "layer_start", self.layer_start, 0, 1)
+        _check_number("slg", "layer_end", self.layer_end, self.layer_start, 1)
+        _check_number("slg", "scale", self.scale, -math.inf)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """The settings and inputs of one generation; see each field's ``help`` (``describe()``).
@@ -98,10 +161,26 @@ class GenerationParams:
     prompt: str = _setting(MISSING, "what to draw; the engine's emphasis syntax (word:1.2) is understood",
                            check=lambda p, _: _check_text(p, "prompt"))
     negative_prompt: str = _setting("", "what to steer away from", check=lambda p, _: _check_text(p, "negative_prompt"))
-    width: int = _setting(512, "image width in pixels, a multiple of Generator.size_multiple (64 for SD 1.x/2.x/XL)", min=1)
-    height: int = _setting(512, "image height in pixels, a multiple of Generator.size_multiple", min=1)
-    steps: int = _setting(20, "sampling steps", min=1, max=10_000)
-    cfg_scale: float = _setting(7.0, "classifier-free guidance scale")
+    # None for the settings below: the model family's default (Generator.defaults), resolved when generating.
+    # ``unset`` is the engine's own default, which only a caller of to_core() without a Generator sees.
+    width: Optional[int] = _setting(
+        None, "image width in pixels, a multiple of Generator.size_multiple (64 for SD 1.x/2.x/XL); None: "
+        "the input image's, else the model's default (512 for SD 1.x, 768 for SD 2.x 768-v, 1024 for SDXL)",
+        min=1, unset=512,
+    )
+    height: Optional[int] = _setting(None, "image height in pixels, a multiple of Generator.size_multiple; None: as width",
+                                     min=1, unset=512)
+    steps: Optional[int] = _setting(None, "sampling steps; None: the model's default", min=1, max=10_000, unset=20)
+    cfg_scale: Optional[float] = _setting(None, "classifier-free guidance scale; None: the model's default",
+                                          unset=7.0)
+    guidance: Optional[float] = _setting(
+        None, "distilled guidance of guidance-distilled models (Flux.1 dev: 3.5); None: the model's default, "
+        "ignored by models without it", unset=3.5,
+    )
+    flow_shift: Optional[float] = _setting(
+        None, "noise schedule shift of flow models (SD3.x, Flux, Qwen-Image, Z-Image, Wan); None: the model's "
+        "default; refused for UNet models, which have none", min=0, unset=math.inf,
+    )
     sampler: Union[Sampler, str, None] = _setting(None, "sampling method; None: the model's default", unset="")
     scheduler: Union[Scheduler, str, None] = _setting(None, "noise schedule; None: the sampler's default", unset="")
     seed: int = _setting(-1, "image i of the batch uses seed + i; -1 draws a random seed",
@@ -117,6 +196,40 @@ class GenerationParams:
         None, "LoRA file path, or name in Generator(lora_dir=...), -> weight; <lora:name:weight> in the prompt "
         "adds to these", factory=dict,
     )
+    # Sampling extras: each one's default leaves the engine's behaviour as it is without it.
+    preview_every: int = _setting(1, "with preview=: a preview at steps N, 2N, ... for N = preview_every", min=1)
+    preview_mode: Union[PreviewMode, str] = _setting(
+        PreviewMode.PROJ, "with preview=: proj (latent projection at 1/8 size, nearly free), tae (the Generator's "
+        "TAESD), vae (the full decoder, as slow as the final decode)",
+    )
+    vae_tiling: Union[VaeTiling, bool, None] = _setting(
+        None, "decode (and encode) in tiles to bound the VAE's memory: True or a VaeTiling; None: in one piece"
+    )
+    cache_mode: Union[CacheMode, str] = _setting(
+        CacheMode.DISABLED, "step caching: reuse the diffusion model's output where it barely changes; ucache and "
+        "spectrum for UNet models (SD 1.x/2.x/XL), the others for DiT models",
+    )
+    cache_threshold: Optional[float] = _setting(
+        None, "easycache/ucache reuse threshold, higher skips more steps; None: the engine's (0.2 easycache, 1.0 ucache)",
+        min=0, unset=math.inf,
+    )
+    custom_sigmas: Optional[tuple[float, ...]] = _setting(
+        None, "the steps + 1 noise levels to sample through, instead of the scheduler's (Generator.sigmas gives "
+        "those)", unset=(),
+    )
+    eta: Optional[float] = _setting(
+        None, "noise added per step by stochastic samplers (euler_a, dpm++2s_a, ddim_trailing, tcd, er_sde, res_*); "
+        "None: the sampler's default; other samplers ignore it", min=0, unset=math.inf,
+    )
+    img_cfg_scale: Optional[float] = _setting(
+        None, "image guidance scale of inpainting, instruct-pix2pix and Flux Fill/Control models; None: cfg_scale; "
+        "refused for others",
+        unset=math.inf,
+    )
+    slg: Union[SkipLayerGuidance, bool, None] = _setting(
+        None, "skip-layer guidance (True or a SkipLayerGuidance) for DiT models; refused for UNet models, which "
+        "the engine would run without it",
+    )
     init_image: Optional[ImageInput] = _input(
         "image to image: start from this picture (PIL image in mode RGB/L/P, or a uint8 (height, width, 3) "
         "array) of exactly width x height"
@@ -129,6 +242,11 @@ class GenerationParams:
         "called as progress(0, steps, 0.0) when sampling starts, then progress(step, steps, seconds_per_step) "
         "after each step, on the generating thread; an exception it raises is raised by generate()"
     )
+    preview: Optional[PreviewCallback] = _input(
+        "called as preview(step, image) with an RGB PIL image of the latent at every preview_every-th step, on the "
+        "generating thread; an exception it raises is raised by generate(). Samplers that evaluate the model "
+        "twice per step (heun, dpm2, ...) preview such a step twice"
+    )
 
     def __post_init__(self) -> None:
         own = fields(self)
@@ -139,11 +257,35 @@ class GenerationParams:
                 f.metadata["check"](self, getattr(self, f.name))
         if self.mask_image is not None and self.init_image is None:
             raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
+        if self.width is None or self.height is None:
+            self._size_from_inputs()
         for name in ("init_image", "mask_image", "control_image"):
             pixels = input_pixels(getattr(self, name), name, self.width, self.height, mask=name == "mask_image")
             object.__setattr__(self, name, pixels)
-        if self.progress is not None and not callable(self.progress):
-            raise InvalidArgumentError(f"progress: must be callable or None, not {type(self.progress).__name__}")
+        for name in ("progress", "preview"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise InvalidArgumentError(f"{name}: must be callable or None, not {type(getattr(self, name)).__name__}")
+        if self.custom_sigmas is not None and len(self.custom_sigmas) != self.steps + 1:
+            raise InvalidArgumentError(
+                f"custom_sigmas: {len(self.custom_sigmas)} noise levels make {len(self.custom_sigmas) - 1} steps, "
+                f"but steps is {self.steps}; pass steps={len(self.custom_sigmas) - 1}"
+            )
+
+    def _size_from_inputs(self) -> None:
+        """An unset width or height becomes that of the first input image: img2img keeps its size."""
+        for name in ("init_image", "control_image"):
+            image = getattr(self, name)
+            if image is None:
+                continue
+            if isinstance(image, Image.Image):
+                w, h = image.size
+            elif isinstance(image, np.ndarray) and image.ndim >= 2:
+                h, w = image.shape[:2]
+            else:
+                return  # input_pixels says what is wrong with it
+            object.__setattr__(self, "width", self.width if self.width is not None else int(w))
+            object.__setattr__(self, "height", self.height if self.height is not None else int(h))
+            return
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values (enums as their names): what images record."""
@@ -186,6 +328,10 @@ def check_field(name: str, value: Any) -> Any:
         return hint(value)
     if typing.get_origin(hint) is collections.abc.Mapping:
         return _check_weights(name, value)
+    if is_dataclass(hint):
+        return _check_group(name, hint, value)
+    if typing.get_origin(hint) is tuple:
+        return _check_levels(name, value)
     if hint is str:
         if not isinstance(value, str):
             raise InvalidArgumentError(f"{name}: must be a str, not {type(value).__name__}")
@@ -208,13 +354,46 @@ def _check_weights(name: str, value: Any) -> dict[str, float]:
     return out
 
 
+def _check_group(name: str, kind: type, value: Any) -> Any:
+    """A group of settings: an instance, True (its defaults), False (none), or a dict of its fields."""
+    if isinstance(value, kind):
+        return value
+    if value is True or value is False:
+        return kind() if value else None
+    if isinstance(value, Mapping):
+        unknown = set(value) - {f.name for f in fields(kind)}
+        if unknown:
+            raise InvalidArgumentError(f"{name}: unknown field(s) {', '.join(sorted(unknown))} of {kind.__name__}")
+        return kind(**value)
+    raise InvalidArgumentError(f"{name}: must be a {kind.__name__}, True, False or None, not {value!r}")
+
+
+def _check_levels(name: str, value: Any) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (collections.abc.Sequence, np.ndarray)):
+        raise InvalidArgumentError(f"{name}: must be a sequence of noise levels, not {type(value).__name__}")
+    levels = tuple(value)
+    if len(levels) < 2 or not all(is_number(v) and math.isfinite(v) and v >= 0 for v in levels):
+        raise InvalidArgumentError(f"{name}: must be at least 2 finite noise levels >= 0, not {value!r}")
+    return tuple(float(v) for v in levels)
+
+
 def to_core(params: GenerationParams) -> Any:
     """The engine's ``_core.GenerationParams``, filled from ``params`` field by field by name."""
     core = _core.GenerationParams()
     for f in settings():
         value = getattr(params, f.name)
-        setattr(core, f.name, f.metadata["unset"] if value is None else _plain(value))
+        setattr(core, f.name, f.metadata["unset"] if value is None else _core_value(value))
     return core
+
+
+def _core_value(value: Any) -> Any:
+    """``value`` as the engine's struct takes it: a group as its ``_core`` twin, filled by field name."""
+    if not is_dataclass(value):
+        return _plain(value)
+    group = getattr(_core, type(value).__name__)()
+    for f in fields(value):
+        setattr(group, f.name, getattr(value, f.name))
+    return group
 
 
 _R = TypeVar("_R")
@@ -239,6 +418,11 @@ def _expected(hint: type, lo: Optional[float], hi: Optional[float], optional: bo
 
 
 def _plain(value: Any) -> Any:
+    """JSON-ready: enums as their names, groups as dicts, tuples as lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, tuple):
+        return list(value)
     return value.value if isinstance(value, enum.Enum) else value
 
 
@@ -247,13 +431,14 @@ def _default(f: Field) -> Any:  # type: ignore[type-arg]
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
-    """(type, may be None); an enum that may also be given by name (``Union[Sampler, str]``) is the enum."""
+    """(type, may be None); an enum that may also be given by name (``Union[Sampler, str]``) is the enum,
+    a group that may also be given as True (``Union[VaeTiling, bool]``) the group."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) is not typing.Union:
         return hint, False
     rest = [a for a in args if a is not type(None)]
-    enums = [a for a in rest if isinstance(a, type) and issubclass(a, enum.Enum)]
-    kind = enums[0] if enums else rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+    named = [a for a in rest if isinstance(a, type) and (issubclass(a, enum.Enum) or is_dataclass(a))]
+    kind = named[0] if named else rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
     return kind, type(None) in args
 
 

@@ -175,9 +175,11 @@ async def img2img(request: Request, body: Img2ImgRequest = Depends(json_body(Img
 
 @router.get("/progress")
 async def progress(request: Request) -> dict:
-    """How far the running job is; ``current_image`` stays null: sdcpp has no previews yet."""
+    """How far the running job is; ``current_image`` is its latest preview (a base64 PNG at 1/8 of the
+    image's size, from the latent), null before the first step."""
     queue = _server(request).queue
     job = queue.current
+    preview = job.preview_image if job else None
     state = {
         "skipped": False,
         "interrupted": job is not None and job.cancel_reason == "interrupted",
@@ -194,7 +196,7 @@ async def progress(request: Request) -> dict:
         "progress": job.fraction() if job else 0.0,
         "eta_relative": job.eta() if job else 0.0,
         "state": state,
-        "current_image": None,
+        "current_image": await run_in_threadpool(png_base64, preview) if preview else None,
         "textinfo": None,
     }
 

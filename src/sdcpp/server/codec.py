@@ -49,14 +49,14 @@ def decode_image(data: bytes, field: str, max_pixels: int) -> Image.Image:
     return image
 
 
-def png_bytes(image: GeneratedImage) -> bytes:
-    """The PNG file sdcpp writes for ``image``, with its ``parameters`` text chunk."""
+def png_bytes(image: Image.Image) -> bytes:
+    """The PNG file sdcpp writes for ``image``, with its ``parameters`` text chunk if it is a GeneratedImage."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def png_base64(image: GeneratedImage) -> str:
+def png_base64(image: Image.Image) -> str:
     return base64.b64encode(png_bytes(image)).decode("ascii")
 
 

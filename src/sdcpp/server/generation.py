@@ -28,6 +28,9 @@ __all__ = ["Task", "Result", "Server", "check_limits", "submit"]
 
 log = logging.getLogger("sdcpp.server")
 
+#: Jobs preview every step by latent projection (1/8 of the image's size, nearly free to make).
+PREVIEW_EVERY = 1
+
 
 @dataclass
 class Server:
@@ -108,7 +111,7 @@ def _run(generator: Generator, task: Task, job: Job) -> list[tuple[GeneratedImag
         job.iteration, job.step = i, 0  # the last round's step count would read as this one's
         images = generator.generate(
             task.prompt, task.negative_prompt, seed=task.seed + i * task.batch, batch=task.batch,
-            progress=job.progress, **task.settings,
+            progress=job.progress, preview=job.preview, preview_every=PREVIEW_EVERY, **task.settings,
         )
         job.partial.extend((image, png_bytes(image)) for image in images)
     return job.partial

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
+from PIL import Image
 from starlette.requests import Request
 
 from ..errors import Cancelled
@@ -68,6 +69,8 @@ class Job:
     cancel_reason: Optional[str] = None
     #: What ``work`` finished before it was stopped (A1111 returns it on interrupt).
     partial: list = field(default_factory=list)
+    #: The latest preview of the image being sampled (``/sdapi/v1/progress``'s ``current_image``).
+    preview_image: Optional[Image.Image] = None
 
     def progress(self, step: int, steps: int, seconds_per_step: float) -> None:
         """The engine's progress callback (``Generator.generate(progress=...)``)."""
@@ -75,6 +78,10 @@ class Job:
         if seconds_per_step > 0:
             self.seconds_per_step = seconds_per_step
         self.check()
+
+    def preview(self, step: int, image: Image.Image) -> None:
+        """The engine's preview callback (``Generator.generate(preview=...)``)."""
+        self.preview_image = image
 
     def check(self) -> None:
         """Raise JobCancelled if the job was asked to stop (for work between engine calls)."""

@@ -29,6 +29,10 @@ async function pollProgress() {
     const waiting = s.queued ? ` (${s.queued} waiting)` : "";
     const doing = s.sampling_steps ? `Step ${s.sampling_step}/${s.sampling_steps}${left}` : "Reading the prompt";
     showStatus(doing + waiting);
+    if (p.current_image) {
+      $("preview").src = `data:image/png;base64,${p.current_image}`;
+      $("preview").hidden = false;
+    }
   } catch (e) { /* the generate request reports errors */ }
 }
 
@@ -74,6 +78,7 @@ async function generate(event) {
     showStatus(e.message, true);
   } finally {
     clearInterval(polling);
+    $("preview").hidden = true;
     $("generate").disabled = false;
     $("interrupt").disabled = true;
   }

@@ -6,22 +6,20 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'convert', 'detect_family', 'ggml_types', 'lora_apply_modes', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'probe_device', 'rng_types', 'sample_methods', 'schedulers', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+from . import _testing
+__all__: list[str] = ['Context', 'GenerationParams', 'ImageBatch', 'SkipLayerGuidance', 'VaeTiling', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
     """
-    @staticmethod
-    def refuse_op_for_tests(op: str | None) -> None:
+    def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, circular_x: bool = False, circular_y: bool = False, logger: typing.Any = None) -> None:
         """
-        Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
-        """
-    def __init__(self, *, model: str = '', diffusion_model: str = '', vae: str = '', clip_l: str = '', clip_g: str = '', t5xxl: str = '', taesd: str = '', control_net: str = '', weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, logger: typing.Any = None) -> None:
-        """
-        Loads a model. Paths that are empty are not used; `embeddings` are (token, file) pairs; `device` is
+        Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
+        `prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
         a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
         log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
-        evaluates classifier-free guidance's two predictions as one batch of two where the model allows it.
+        evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
+        `circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
@@ -38,32 +36,18 @@ class Context:
         """
         Frees the model; waits for a generation in progress to finish.
         """
-    def decode_latent(self, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: the image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.
-        """
     def default_sample_method(self) -> str:
         ...
     def default_scheduler(self, sample_method: str) -> str:
         ...
-    def diffusion_model(self, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], timestep: typing.SupportsFloat | typing.SupportsIndex, context: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: one diffusion-model output for latent x (C, H, W), a timestep and a context (n, dim).
-        """
-    def encode_tokens(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: the conditioning (n_tokens, hidden) of ids and weights as tokenize() gives them.
-        """
-    def encode_vector(self, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, width: typing.SupportsInt | typing.SupportsIndex = 1024, height: typing.SupportsInt | typing.SupportsIndex = 1024) -> numpy.typing.NDArray[numpy.float32]:
-        """
-        For tests: SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.
-        """
-    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, preview: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
+        `preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every
+        params.preview_every-th step, made as params.preview_mode says.
         `ticket` is begin_generation()'s, taken when the caller was entered (0: take one now).
         
         Raises:
@@ -88,10 +72,16 @@ class Context:
     def closed(self) -> bool:
         ...
     @property
+    def default_flow_shift(self) -> float:
+        ...
+    @property
     def device(self) -> str:
         ...
     @property
     def model_version(self) -> str:
+        ...
+    @property
+    def prediction(self) -> str:
         ...
     @property
     def spatial_multiple(self) -> int:
@@ -103,11 +93,14 @@ class GenerationParams:
     """
     The settings of one generation; filled by name from sdcpp.GenerationParams.
     """
-    fields: typing.ClassVar[list] = ['prompt', 'negative_prompt', 'width', 'height', 'steps', 'cfg_scale', 'sampler', 'scheduler', 'seed', 'batch', 'clip_skip', 'strength', 'control_strength', 'loras']
+    cache_mode: str
     negative_prompt: str
+    preview_mode: str
     prompt: str
     sampler: str
     scheduler: str
+    slg: sdcpp._core.SkipLayerGuidance | None
+    vae_tiling: sdcpp._core.VaeTiling | None
     def __init__(self) -> None:
         ...
     @property
@@ -115,6 +108,12 @@ class GenerationParams:
         ...
     @batch.setter
     def batch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def cache_threshold(self) -> float:
+        ...
+    @cache_threshold.setter
+    def cache_threshold(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def cfg_scale(self) -> float:
@@ -135,16 +134,52 @@ class GenerationParams:
     def control_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
+    def custom_sigmas(self) -> list[float]:
+        ...
+    @custom_sigmas.setter
+    def custom_sigmas(self, arg0: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def eta(self) -> float:
+        ...
+    @eta.setter
+    def eta(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def flow_shift(self) -> float:
+        ...
+    @flow_shift.setter
+    def flow_shift(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def guidance(self) -> float:
+        ...
+    @guidance.setter
+    def guidance(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def height(self) -> int:
         ...
     @height.setter
     def height(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def img_cfg_scale(self) -> float:
+        ...
+    @img_cfg_scale.setter
+    def img_cfg_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def loras(self) -> dict[str, float]:
         ...
     @loras.setter
     def loras(self, arg0: collections.abc.Mapping[str, typing.SupportsFloat | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def preview_every(self) -> int:
+        ...
+    @preview_every.setter
+    def preview_every(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
     def seed(self) -> int:
@@ -174,16 +209,83 @@ class ImageBatch:
     """
     Engine-owned pixels of one generation; the base of the arrays it returns.
     """
-    @staticmethod
-    def live_count() -> int:
-        """
-        Batches whose engine memory is still allocated in this process.
-        """
     def __len__(self) -> int:
         ...
-def _abort_for_tests() -> None:
+class SkipLayerGuidance:
     """
-    Ends the process through the engine's abort path (for the test of its report only).
+    The engine's skip-layer guidance; see sdcpp.SkipLayerGuidance.
+    """
+    fields: typing.ClassVar[list] = ['layers', 'layer_start', 'layer_end', 'scale']
+    def __init__(self) -> None:
+        ...
+    @property
+    def layer_end(self) -> float:
+        ...
+    @layer_end.setter
+    def layer_end(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layer_start(self) -> float:
+        ...
+    @layer_start.setter
+    def layer_start(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def layers(self) -> list[int]:
+        ...
+    @layers.setter
+    def layers(self, arg0: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> None:
+        ...
+    @property
+    def scale(self) -> float:
+        ...
+    @scale.setter
+    def scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+class VaeTiling:
+    """
+    The engine's VAE tiling settings; see sdcpp.VaeTiling.
+    """
+    fields: typing.ClassVar[list] = ['tile_size_x', 'tile_size_y', 'target_overlap', 'rel_size_x', 'rel_size_y']
+    def __init__(self) -> None:
+        ...
+    @property
+    def rel_size_x(self) -> float:
+        ...
+    @rel_size_x.setter
+    def rel_size_x(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def rel_size_y(self) -> float:
+        ...
+    @rel_size_y.setter
+    def rel_size_y(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def target_overlap(self) -> float:
+        ...
+    @target_overlap.setter
+    def target_overlap(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tile_size_x(self) -> int:
+        ...
+    @tile_size_x.setter
+    def tile_size_x(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def tile_size_y(self) -> int:
+        ...
+    @tile_size_y.setter
+    def tile_size_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+def cache_modes() -> list[str]:
+    """
+    Step-caching modes, in the engine's sd_cache_mode_t order.
+    """
+def component_names() -> list[str]:
+    """
+    The component files a Context reads (the keys of its `paths`), in the engine's field order.
     """
 def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
     """
@@ -193,17 +295,9 @@ def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress
     
     Raises sdcpp.ModelLoadError when the engine fails, with its log.
     """
-def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
-    """
-    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
-    """
 def ggml_types() -> list[tuple[int, str, int, int]]:
     """
     ggml's tensor types as (id, name, elements per block, bytes per block), as GGUF files number them.
-    """
-def lora_apply_modes() -> list[str]:
-    """
-    LoRA apply modes: when a LoRA is merged into the weights.
     """
 def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
@@ -227,6 +321,14 @@ def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: ty
     """
 def op_timestep_embedding(timesteps: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], dim: typing.SupportsInt | typing.SupportsIndex, max_period: typing.SupportsInt | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     ...
+def prediction_names() -> list[str]:
+    """
+    Prediction types of the diffusion model's denoiser.
+    """
+def preview_modes() -> list[str]:
+    """
+    Preview modes: how a preview image is made from the latent during sampling.
+    """
 def probe_device(name: str) -> str | None:
     """
     Checks that a ggml device can run the engine: it initialises, supports the operations of an SD
@@ -241,14 +343,6 @@ def probe_device(name: str) -> str | None:
 def rng_types() -> list[str]:
     """
     Random number generator names.
-    """
-def sample_methods() -> list[str]:
-    """
-    Sampler names, in the engine's order.
-    """
-def schedulers() -> list[str]:
-    """
-    Scheduler names, in the engine's order.
     """
 def set_log_level(python_level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One GPU session's measurements, as run on the lent H200 (no network there; docs/benchmarks.md):
+#   bash benchmarks/gpu_run.sh CASE...     CASE: test | sd15-512 | sdxl-1024 | sdxl-512-50 | profile-sd15 | profile-sdxl
+# Wheels and the engine archive travel in .device/. The build folder is kept while the machine stays
+# warm, so a second call skips the build. Results are copied to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+site=/tmp/sdsite
+export PYTHONPATH=$site PYTHONUNBUFFERED=1 SDCPP_TEST_DEVICE=CUDA0
+python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target $site .device/*.whl || exit 1
+if ! ls $site/sdcpp/_core*.so >/dev/null 2>&1; then
+  start=$(date +%s)
+  CMAKE_ARGS="-DSD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DSDCPP_ENGINE_ARCHIVE=$PWD/.device/stable_diffusion_cpp_python-0.4.7.tar.gz" \
+    python3 -m pip install -q --no-build-isolation --no-deps --config-settings=build-dir=build/cuda --target $site . \
+    > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+  echo "build: $(( $(date +%s) - start )) s"
+fi
+compare() {  # family size steps name
+  for cfg in on off; do
+    only=sdcpp; [ $cfg = on ] && only=sdcpp,diffusers
+    python3 benchmarks/compare.py --device cuda --family $1 --size $2 --steps $3 --runs 3 --only $only \
+      --batched-cfg $cfg --name $4-cfg-$cfg 2>&1 | tail -15
+    cp -f benchmarks/results/$4-cfg-$cfg.* "$OUT"/
+  done
+}
+for case in "$@"; do
+  echo "== $case"
+  case $case in
+    test) python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_batched_cfg.py > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
+    sd15-512) compare sd15 512 20 sd15-cuda-512 ;;
+    sdxl-1024) compare sdxl 1024 20 sdxl-cuda-1024 ;;
+    sdxl-512-50) compare sdxl 512 50 sdxl-cuda-512-50 ;;
+    rounding) python3 -c 'import sys; sys.path.insert(0, "."); from tests import models; from pathlib import Path; models.build_once(Path("/tmp/sdcpp-bench-models/sd15.safetensors"), models.write_sd15_single_file)' && python3 benchmarks/gpu_rounding.py /tmp/sdcpp-bench-models/sd15.safetensors --device cuda 2>&1 | grep '^|' | tee "$OUT/rounding-cuda.md" ;;
+    profile-sd15) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sd15.safetensors --device cuda --size 512 \
+        --steps 2 --json "$OUT/profile-sd15-cuda-512.json" > "$OUT/profile-sd15-cuda-512.txt" 2>&1; head -60 "$OUT/profile-sd15-cuda-512.txt" ;;
+    profile-sdxl) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sdxl.safetensors --device cuda --size 1024 \
+        --steps 2 --json "$OUT/profile-sdxl-cuda-1024.json" > "$OUT/profile-sdxl-cuda-1024.txt" 2>&1; head -60 "$OUT/profile-sdxl-cuda-1024.txt" ;;
+  esac
+  cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null
+done
+cp -rf benchmarks/results "$OUT"/ 2>/dev/null

@@ -1,0 +1,54 @@
+"""
+For sdcpp's own tests only: the engine's stages one by one, its name tables and detection.
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import sdcpp._core
+import typing
+__all__: list[str] = ['decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers']
+def decode_latent(context: sdcpp._core.Context, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    The image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.
+    """
+def detect_family(files: collections.abc.Sequence[tuple[str, str]]) -> typing.Any:
+    """
+    The family the engine detects in (path, name prefix) files loaded in order, or None; reads headers only.
+    """
+def diffusion_model(context: sdcpp._core.Context, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], timestep: typing.SupportsFloat | typing.SupportsIndex, conditioning: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    One diffusion-model output for latent x (C, H, W), a timestep and a conditioning (n, dim).
+    """
+def encode_tokens(context: sdcpp._core.Context, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    The conditioning (n_tokens, hidden) of ids and weights as Context.tokenize() gives them.
+    """
+def encode_vector(context: sdcpp._core.Context, ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32], weights: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], *, clip_skip: typing.SupportsInt | typing.SupportsIndex = -1, width: typing.SupportsInt | typing.SupportsIndex = 1024, height: typing.SupportsInt | typing.SupportsIndex = 1024) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    SDXL's vector conditioning y (pooled text embedding, then size embeddings) of ids and weights.
+    """
+def generation_params_fields() -> list[str]:
+    """
+    The field names of GenerationParams, in order.
+    """
+def live_image_batches() -> int:
+    """
+    Batches whose engine memory is still allocated in this process.
+    """
+def lora_apply_modes() -> list[str]:
+    """
+    LoRA apply modes: when a LoRA is merged into the weights.
+    """
+def refuse_op(op: str | None) -> None:
+    """
+    Makes every backend refuse this ggml op (by ggml_op_desc name) in model graphs; None undoes it.
+    """
+def sample_methods() -> list[str]:
+    """
+    Sampler names, in the engine's order.
+    """
+def schedulers() -> list[str]:
+    """
+    Scheduler names, in the engine's order.
+    """
