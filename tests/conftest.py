@@ -22,7 +22,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_extra, models_sd2, models_sdxl
+from . import models, models_dit, models_extra, models_sd2, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -172,6 +172,34 @@ def sdxl_file(sdxl_model_dir: Path) -> Path:
 def sdxl_folder(sdxl_model_dir: Path) -> Path:
     """SDXL base 1.0 as a float16 diffusers folder (6.9 GB)."""
     return models.build_once(sdxl_model_dir / "sdxl-diffusers", models_sdxl.write_sdxl_diffusers)
+
+
+@pytest.fixture(scope="session")
+def dit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _cache_dir(tmp_path_factory, models, models_dit)
+
+
+@pytest.fixture(scope="session")
+def flux_files(dit_dir: Path) -> dict[str, Path]:
+    """Flux.1 dev as the files people download: transformer, VAE and CLIP-L (420 MB; no T5)."""
+    return {
+        "diffusion_model": models.build_once(dit_dir / "flux1-dev.safetensors", models_dit.write_flux),
+        "vae": models.build_once(dit_dir / "ae.safetensors", models_dit.write_vae),
+        "clip_l": models.build_once(dit_dir / "clip_l.safetensors", models_dit.write_clip_l),
+    }
+
+
+@pytest.fixture(scope="session")
+def flux_gguf_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
+    """flux_files with the transformer as q4_0 GGUF, named as city96's quantizations are (no prefix)."""
+    return {**flux_files, "diffusion_model": models.build_once(dit_dir / "flux1-dev-q4_0.gguf", models_dit.write_flux_gguf)}
+
+
+@pytest.fixture(scope="session")
+def sd3_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
+    """SD3.5: the MMDiT as q4_0 GGUF (1.1 GB), with the VAE and CLIP-L it shares with Flux (no clip_g, no T5)."""
+    mmdit = models.build_once(dit_dir / "sd3.5-mmdit.q4_0.gguf", models_dit.write_sd3)
+    return {**flux_files, "diffusion_model": mmdit}
 
 
 @pytest.fixture(scope="session")

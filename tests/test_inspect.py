@@ -143,12 +143,13 @@ def test_missing_components_name_the_argument(tmp_path: Path) -> None:
     unet = header_only(tmp_path / "unet.safetensors", {**UNET, **CLIP_L})
     assert sdcpp.inspect(unet).missing == ["vae"]
     flux = header_only(tmp_path / "flux.safetensors", {k[len(D):]: v for k, v in FLUX.items()})
-    assert sdcpp.inspect(diffusion_model=flux).missing == ["vae", "clip_l", "t5xxl"]
+    info = sdcpp.inspect(diffusion_model=flux)
+    assert (info.missing, info.recommended) == (["vae", "clip_l"], ["t5xxl"])
     vae = header_only(tmp_path / "ae.safetensors", {"decoder.conv_in.weight": (512, 16, 3, 3)})
     clip_l = header_only(tmp_path / "clip_l.safetensors", {"text_model.embeddings.token_embedding.weight": (49408, 768)})
     t5 = header_only(tmp_path / "t5.safetensors", {"encoder.block.0.layer.0.SelfAttention.q.weight": (4096, 4096)})
     info = sdcpp.inspect(diffusion_model=flux, vae=vae, clip_l=clip_l, t5xxl=t5)
-    assert (info.family, info.missing, len(info.files)) == ("Flux", [], 4)
+    assert (info.family, info.missing, info.recommended, len(info.files)) == ("Flux", [], [], 4)
     assert info.components == {"diffusion_model": 2, "vae": 1, "clip_l": 1, "t5xxl": 1}
 
 
@@ -173,8 +174,8 @@ def test_gguf_header(tmp_path: Path) -> None:
     assert shapes == {
         "model.diffusion_model.input_blocks.1.1.proj_in.weight": ("q8_0", (320, 256)),
         "model.diffusion_model.input_blocks.1.1.proj_in.bias": ("f32", (320,)),  # the engine keeps biases
-        # A 3x3 kernel's rows are 3 wide: no block type fits them, so the engine keeps its type.
-        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": ("f16", (320, 320, 3, 3)),
+        # A 3x3 kernel's rows are 3 wide, no whole block: patch 0032 writes it flattened, [OC, IC*KH*KW].
+        "model.diffusion_model.input_blocks.1.0.in_layers.2.weight": ("q8_0", (320, 320 * 3 * 3)),
     }
     assert info.parameters == sum(a.size for a in SMALL.values())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "REQUIRED"]
+__all__ = ["FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "REQUIRED", "RECOMMENDED"]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
 
@@ -35,14 +35,21 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     **{f: _CLIP for f in SD1 | SD2},
     **{f: (*_CLIP, "clip_g") for f in SDXL},
     "SVD": ("diffusion_model", "vae"),
-    "SD3.x": (*_CLIP, "clip_g", "t5xxl"),
-    **{f: (*_CLIP, "t5xxl") for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
+    "SD3.x": _CLIP,
+    **{f: _CLIP for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
     "Chroma Radiance": ("diffusion_model", "t5xxl"),
     **{f: ("diffusion_model", "vae", "t5xxl") for f in ("Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V")},
     **{
         f: ("diffusion_model", "vae", "llm")
         for f in ("Qwen Image", "Anima", "Flux.2", "Flux.2 klein", "Z-Image", "Ovis Image", "Ernie Image")
     },
+}
+
+# Text encoders the engine runs without, feeding zeros in their place and warning that prompt adherence
+# suffers (SD3CLIPEmbedder and FluxCLIPEmbedder, src/conditioner.hpp; for SD3 without clip_g, patch 0031).
+RECOMMENDED: dict[str, tuple[str, ...]] = {
+    "SD3.x": ("clip_g", "t5xxl"),
+    **{f: ("t5xxl",) for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
 }
 
 # Tensors the engine drops while reading safetensors and legacy torch files (unused_tensors, model.cpp).

@@ -53,6 +53,9 @@ class ModelInfo:
     #: Components the family needs that the files lack, as Generator arguments (``"vae"``: pass ``vae=``).
     #: For a UNet without text encoders (``family`` None), those of the family its attention width says.
     missing: list[str]
+    #: Components the engine runs without but whose absence degrades the images (Flux's and SD3's T5-XXL,
+    #: SD3's clip_g): it feeds zeros in their place and logs a warning.
+    recommended: list[str]
     tensor_count: int
     #: Tensor count per type (ggml's names: ``"f16"``, ``"q8_0"``, ...).
     dtypes: dict[str, int]
@@ -143,6 +146,7 @@ def read_model(path: Optional[PathLike], parts: dict[str, Optional[PathLike]]) -
         family=family,
         components=components,
         missing=[c for c in _detect.REQUIRED.get(needs or "", ()) if c not in components],
+        recommended=[c for c in _detect.RECOMMENDED.get(needs or "", ()) if c not in components],
         tensor_count=len(tensors),
         dtypes=dict(sorted(dtypes.items(), key=lambda kv: -kv[1])),
         parameters=sum(math.prod(t.shape) for t in tensors),
