@@ -370,7 +370,7 @@ def test_without_rich_a_terminal_gets_plain_lines_and_a_hint_once(tmp_path: Path
     status, shown, _ = _in_a_terminal(["generate", tmp_path / "missing.safetensors", "x"], env=env)
     assert status == 1
     assert shown.splitlines() == [
-        "sdcpp: for a progress bar, install rich: pip install 'sdcpp[cli]' (or pip install rich)",
+        "sdcpp: for a progress bar, install rich: python -m pip install rich",
         f"loading {tmp_path / 'missing.safetensors'}...",
         f"sdcpp: error: model: no such file or folder: '{tmp_path / 'missing.safetensors'}'",
     ], shown

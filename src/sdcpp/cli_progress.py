@@ -116,7 +116,7 @@ def make_display(quiet: bool) -> Display:
     try:
         import rich.progress  # noqa: F401
     except ImportError:
-        print("sdcpp: for a progress bar, install rich: pip install 'sdcpp[cli]' (or pip install rich)",
+        print("sdcpp: for a progress bar, install rich: python -m pip install rich",
               file=sys.stderr)
         return PlainDisplay()
     return RichDisplay()
