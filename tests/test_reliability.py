@@ -455,10 +455,14 @@ def test_engine_lines_of_the_model_loaders_threads_reach_the_generators_logger_a
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An SD 1.x text encoder's token table with 10 rows instead of 49408: the loader's worker
-    # thread, not the caller's, finds the wrong shape.
+    # thread, not the caller's, finds the wrong shape. One right-shaped tensor of the UNet and of the
+    # VAE make the file hold every component, so that sdcpp's own check (src/sdcpp/components.py)
+    # leaves it to the engine.
     path = tmp_path / "short.safetensors"
     write_safetensors(path, {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
-                             np.zeros((10, 768), np.float16)})
+                             np.zeros((10, 768), np.float16),
+                             "model.diffusion_model.input_blocks.0.0.weight": np.zeros((320, 4, 3, 3), np.float16),
+                             "first_stage_model.decoder.conv_in.weight": np.zeros((512, 4, 3, 3), np.float16)})
     with caplog.at_level("INFO", logger="sdcpp"):
         with pytest.raises(sdcpp.ModelLoadError, match=r"token_embedding.weight' has wrong shape in model file"):
             sdcpp.Generator(path, device="cpu", name="short")

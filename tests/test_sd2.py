@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import sdcpp
+from sdcpp._core import _testing
 
 SMALL = dict(width=64, height=64, steps=2)
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
@@ -85,7 +86,7 @@ def test_unet_call_matches_diffusers(sd2: sdcpp.Generator, sd2_folder: Path, mea
             out = unet(torch.from_numpy(latent)[None], torch.tensor([t]), torch.from_numpy(context)[None]).sample[0]
         return out.numpy() - V_BIAS  # the fixture's constant output bias would dominate the norm
 
-    ours = sd2._ctx.diffusion_model(latent, 621.0, context) - V_BIAS
+    ours = _testing.diffusion_model(sd2._ctx, latent, 621.0, context) - V_BIAS
     reference = theirs(621.0)
     error = float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
     measured["SD 2.x UNet, t=621"] = f"relative error {error:.1e} (bound 5e-3)"
