@@ -213,3 +213,7 @@ def table(rows: list[dict]) -> str:
         for r in rows
     ]
     return "\n".join([head, *body])
+
+
+if __name__ == "__main__":
+    main()
