@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's measurements, as run on the lent H200 (no network there; docs/benchmarks.md):
-#   bash benchmarks/gpu_run.sh CASE...     CASE: test | sd15-512 | sdxl-1024 | sdxl-512-50 | profile-sd15 | profile-sdxl
+#   bash benchmarks/gpu_run.sh CASE...     CASE: test | sd15-512 | sdxl-1024 | sdxl-512-50 | rounding |
+#                                                profile-sd15 | profile-sdxl | quant-sd15 | quant-sdxl
 # Wheels and the engine archive travel in .device/. The build folder is kept while the machine stays
 # warm, so a second call skips the build. Results are copied to $OUT.
 set -uo pipefail
@@ -26,7 +27,8 @@ compare() {  # family size steps name
 for case in "$@"; do
   echo "== $case"
   case $case in
-    test) python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_batched_cfg.py > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
+    test) python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_batched_cfg.py tests/test_profile.py \
+        tests/test_generate.py -k "batched or profil or flash or gpu" > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
     sd15-512) compare sd15 512 20 sd15-cuda-512 ;;
     sdxl-1024) compare sdxl 1024 20 sdxl-cuda-1024 ;;
     sdxl-512-50) compare sdxl 512 50 sdxl-cuda-512-50 ;;
@@ -35,6 +37,12 @@ for case in "$@"; do
         --steps 2 --json "$OUT/profile-sd15-cuda-512.json" > "$OUT/profile-sd15-cuda-512.txt" 2>&1; head -60 "$OUT/profile-sd15-cuda-512.txt" ;;
     profile-sdxl) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sdxl.safetensors --device cuda --size 1024 \
         --steps 2 --json "$OUT/profile-sdxl-cuda-1024.json" > "$OUT/profile-sdxl-cuda-1024.txt" 2>&1; head -60 "$OUT/profile-sdxl-cuda-1024.txt" ;;
+    quant-sd15) python3 -c 'import sys; sys.path.insert(0, "."); from tests import models; from pathlib import Path; models.build_once(Path("/tmp/sdcpp-bench-models/sd15.safetensors"), models.write_sd15_single_file)' && \
+        python3 -m benchmarks.quantization /tmp/sdcpp-bench-models/sd15.safetensors --device cuda --threads 16 --size 512 --steps 20 \
+        --types source,q8_0,q5_0,q5_K,q4_0,q4_K --workdir /tmp/quant --json "$OUT/quantization-sd15-cuda-512.json" --markdown "$OUT/quantization-sd15-cuda-512.md" 2>&1 | tail -8 ;;
+    quant-sdxl) python3 -c 'import sys; sys.path.insert(0, "."); from tests import models, models_sdxl; from pathlib import Path; models.build_once(Path("/tmp/sdcpp-bench-models/sdxl.safetensors"), models_sdxl.write_sdxl_single_file)' && \
+        python3 -m benchmarks.quantization /tmp/sdcpp-bench-models/sdxl.safetensors --device cuda --threads 16 --size 1024 --steps 20 --discard \
+        --types source,q8_0,q4_0,q4_K --workdir /tmp/quant --json "$OUT/quantization-sdxl-cuda-1024.json" --markdown "$OUT/quantization-sdxl-cuda-1024.md" 2>&1 | tail -6 ;;
   esac
   cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null
 done

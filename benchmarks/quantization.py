@@ -25,6 +25,7 @@ import json
 import math
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ TYPES = ("f16", "q8_0", "q5_0", "q5_K", "q4_0", "q4_K")
 _SAMPLING = re.compile(r"sampling completed, taking ([0-9.]+)s")
 
 
-def _child(model: str, size: int, steps: int, seed: int, threads: int, image_out: str) -> None:
+def _child(model: str, size: int, steps: int, seed: int, threads: int, image_out: str, device: str = "cpu") -> None:
     """Runs in the child: load, warm up, measure, print one JSON line."""
     import logging
 
@@ -51,7 +52,7 @@ def _child(model: str, size: int, steps: int, seed: int, threads: int, image_out
     logging.getLogger("sdcpp").addHandler(Keep())
     logging.getLogger("sdcpp").setLevel(logging.INFO)
     start = time.perf_counter()
-    gen = sdcpp.Generator(model, device="cpu", threads=threads)
+    gen = sdcpp.Generator(model, device=device, threads=threads)
     load_s = time.perf_counter() - start
     settings = dict(width=size, height=size, steps=steps, seed=seed, sampler="euler", scheduler="discrete")
     gen.generate("a lighthouse at dusk", **settings)  # warm-up: first-call allocations
@@ -71,7 +72,17 @@ def _child(model: str, size: int, steps: int, seed: int, threads: int, image_out
         "step_s": sampling[-1] / steps if sampling else math.nan,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "weight_types": gen.weight_types,
+        "vram_mib": _vram_in_use_mib() if device != "cpu" else None,
     }))
+
+
+def _vram_in_use_mib() -> float | None:
+    """GPU memory in use while the model is loaded (nvidia-smi; the benchmark's process is the GPU's only user)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.split()[0])
 
 
 def f16_share(path: Path) -> float:
@@ -137,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the images are drawn: cpu, cuda, metal (Generator's device)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sdcpp-quantization"))
     parser.add_argument("--predict", action="store_true",
                         help="print the sizes convert would write (whole file and UNet, today and with flattened kernels) and stop")
@@ -166,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
         convert_s = time.perf_counter() - start
         image_out = args.workdir / f"{name}-{kind}-{args.size}.npy"
         code = (f"from benchmarks.quantization import _child; _child({str(dst)!r}, {args.size}, {args.steps}, "
-                f"{args.seed}, {args.threads}, {str(image_out)!r})")
+                f"{args.seed}, {args.threads}, {str(image_out)!r}, {args.device!r})")
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         image = np.load(image_out)
@@ -190,11 +202,14 @@ def _row_text(r: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| type | file MB | of which f16 | peak RSS MiB | s/step | s/image | CPU s/image | PSNR vs f16 dB | max abs diff |\n"
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    gpu = any(r.get("vram_mib") is not None for r in rows)
+    head = ("| type | file MB | of which f16 | peak RSS MiB | " + ("VRAM in use MiB | " if gpu else "")
+            + "s/step | s/image | CPU s/image | PSNR vs f16 dB | max abs diff |\n"
+            + "| --- | ---: | ---: | ---: | " + ("---: | " if gpu else "") + "---: | ---: | ---: | ---: | ---: |")
     body = [
         f"| {r['type']} | {r['file_mb']:.0f} | {100 * r['f16_share']:.0f} % | {r['peak_rss_mib']:.0f} | "
-        f"{r['step_s']:.2f} | {r['image_s']:.1f} | {r['image_cpu_s']:.1f} | {r['psnr_db']:.1f} | {r['max_abs']} |"
+        + (f"{r['vram_mib']:.0f} | " if gpu else "")
+        + f"{r['step_s']:.2f} | {r['image_s']:.1f} | {r['image_cpu_s']:.1f} | {r['psnr_db']:.1f} | {r['max_abs']} |"
         for r in rows
     ]
     return "\n".join([head, *body])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import sdcpp
 from sdcpp.profiling import node_flops
@@ -28,6 +29,17 @@ def test_profiling_times_each_node_and_computes_the_same_image(generator: sdcpp.
     with sdcpp.profile_ops() as idle:
         pass
     assert idle.records == []  # each profile starts empty and stopping ends the recording
+
+
+def test_cuda_flash_attention_takes_sd1_heads_padded_to_64(generator: sdcpp.Generator) -> None:
+    """Engine patch 0041: CUDA's tensor-core flash-attention kernels take heads of 64 values or more."""
+    if not generator.device.startswith("CUDA"):
+        pytest.skip("needs a CUDA device (SDCPP_TEST_DEVICE=CUDA0)")
+    with sdcpp.profile_ops() as profile:
+        generator.generate("a lighthouse", **SETTINGS)
+    heads = {r["srcs"][0]["shape"][0] for r in profile.records if r["runner"] == "unet" and r["op"] == "FLASH_ATTN_EXT"}
+    # SD 1.x's heads are 40, 80 and 160 wide; 160 is no size CUDA's kernels take (plain attention runs it).
+    assert heads == {64, 80}
 
 
 def test_flops_of_a_matrix_product_and_of_attention() -> None:
