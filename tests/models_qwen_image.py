@@ -4,7 +4,7 @@
   prefix: ``transformer_blocks.N.img_mod.1.weight``, ``txt_in.weight``, ...). qwen_image.hpp counts the
   ``transformer_blocks`` but fixes the width (24 heads of 128 = 3072) and the text width (3584, the
   LLM's): one block of 0.34 G parameters instead of 60.
-* ``qwen2.5-vl-q4_0.gguf``: Qwen2.5-VL-7B's language model in llama.cpp's names (``token_embd``,
+* ``qwen2.5-vl-7b-q4_0.gguf``: Qwen2.5-VL-7B's language model in llama.cpp's names (``token_embd``,
   ``blk.N.attn_q`` ...), as mradermacher's GGUFs are, without the vision tower (only Qwen-Image Edit
   reads it) and the unused output head. llm.hpp reads the layer count, width, vocabulary and feed-forward
   size from the file but fixes the heads (28 of 128, 4 for k/v): the width must stay 3584, and the
@@ -181,18 +181,18 @@ def _lazy(build, seed: int, dtype=np.float32) -> dict[str, RandomTensor]:
 
 
 def write_dit(path, *, seed: int = 0) -> Path:
-    """The transformer, one block, as q4_0 GGUF (200 MB)."""
+    """The transformer, one block, as q4_0 GGUF (214 MB)."""
     return write_gguf(path, _lazy(_dit, seed))
 
 
 def write_llm(path, *, seed: int = 0) -> Path:
-    """Qwen2.5-VL's language model, two layers, as q4_0 GGUF (350 MB)."""
+    """Qwen2.5-VL's language model, two layers, as q4_0 GGUF (364 MB)."""
     tensors = {"token_embd.weight": _Embedding((LLM_VOCAB, LLM_WIDTH), seed), **_lazy(_llm, seed)}
     return write_gguf(path, tensors)
 
 
 def write_vae(path, *, seed: int = 0) -> Path:
-    """The Wan 2.1 VAE in float16 (250 MB)."""
+    """The Wan 2.1 VAE in float16 (254 MB)."""
     write_safetensors(path, _lazy(_vae, seed, np.float16), _METADATA)
     return Path(path)
 
