@@ -22,7 +22,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_dit, models_extra, models_sd2, models_sdxl
+from . import models, models_dit, models_extra, models_qwen_image, models_sd2, models_sdxl
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -200,6 +200,18 @@ def sd3_files(flux_files: dict[str, Path], dit_dir: Path) -> dict[str, Path]:
     """SD3.5: the MMDiT as q4_0 GGUF (1.1 GB), with the VAE and CLIP-L it shares with Flux (no clip_g, no T5)."""
     mmdit = models.build_once(dit_dir / "sd3.5-mmdit.q4_0.gguf", models_dit.write_sd3)
     return {**flux_files, "diffusion_model": mmdit}
+
+
+@pytest.fixture(scope="session")
+def qwen_image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Qwen-Image as the files people download: the transformer and Qwen2.5-VL as q4_0 GGUF, the Wan 2.1
+    VAE in float16 (830 MB; tests/models_qwen_image.py)."""
+    folder = _cache_dir(tmp_path_factory, models, models_dit, models_qwen_image)
+    return {
+        "diffusion_model": models.build_once(folder / "qwen-image-q4_0.gguf", models_qwen_image.write_dit),
+        "llm": models.build_once(folder / "qwen2.5-vl-7b-q4_0.gguf", models_qwen_image.write_llm),
+        "vae": models.build_once(folder / "qwen_image_vae.safetensors", models_qwen_image.write_vae),
+    }
 
 
 @pytest.fixture(scope="session")

@@ -176,12 +176,13 @@ def write_gguf(path, tensors: dict[str, RandomTensor]) -> Path:
     with open(path, "wb") as f:
         f.write(header + b"\0" * (-len(header) % _GGUF_ALIGN))
         for _, tensor, _, kind, nbytes in plan:
-            values = np.asarray(tensor)
-            if kind == _GGUF_Q4_0:
-                data = _q4_0(values)
-            else:
-                data = values.astype("<f2" if kind == _GGUF_F16 else "<f4").tobytes()
-            f.write(data + b"\0" * (-nbytes % _GGUF_ALIGN))
+            # A tensor too large to hold at once (an LLM's embedding) gives its rows a slice at a time.
+            for values in tensor.chunks() if hasattr(tensor, "chunks") else [np.asarray(tensor)]:
+                if kind == _GGUF_Q4_0:
+                    f.write(_q4_0(values))
+                else:
+                    f.write(values.astype("<f2" if kind == _GGUF_F16 else "<f4").tobytes())
+            f.write(b"\0" * (-nbytes % _GGUF_ALIGN))
     return path
 
 
