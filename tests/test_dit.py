@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import sdcpp
 
@@ -49,3 +50,73 @@ def test_flux_reads_its_depth_from_the_file(flux_files: dict[str, Path], caplog:
 
 def test_sd3_from_a_gguf_transformer_and_component_files(sd3_files: dict[str, Path]) -> None:
     check_family_and_image(sd3_files, "SD3.x")
+
+
+# --- reference images (Flux Kontext's in-context references: the engine appends their latents' tokens) -------
+
+
+@pytest.fixture(scope="module")
+def flux(flux_files: dict[str, Path]) -> sdcpp.Generator:
+    with sdcpp.Generator(**flux_files, device="cpu") as gen:
+        yield gen
+
+
+def _noise_image(seed: int, width: int = 64, height: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def image_of(gen: sdcpp.Generator, **kwargs) -> np.ndarray:
+    return np.asarray(gen.generate("a lighthouse at dusk", seed=3, **{**TINY, **kwargs})[0], dtype=np.float64)
+
+
+def mean_change(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
+
+
+def test_a_reference_image_steers_flux_and_the_same_one_gives_the_same_pixels(flux: sdcpp.Generator) -> None:
+    """Measured mean changes, of 255: a reference 2.5-2.8; black against white 1.95, two noise images 1.05."""
+    plain = image_of(flux)
+    black, white = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8)
+    referenced = image_of(flux, ref_images=[black])
+    assert mean_change(referenced, plain) > 1.5
+    np.testing.assert_array_equal(image_of(flux, ref_images=[Image.fromarray(black)]), referenced)
+    assert mean_change(image_of(flux, ref_images=[white]), referenced) > 1
+    assert mean_change(image_of(flux, ref_images=[_noise_image(2, 80, 48)]), plain) > 1.5  # of any size
+    np.testing.assert_array_equal(image_of(flux, ref_images=[]), plain)
+    np.testing.assert_array_equal(image_of(flux, ref_images=None), plain)
+
+
+def test_reference_settings_change_what_flux_sees(flux: sdcpp.Generator) -> None:
+    """Measured mean changes: own indices for two references 0.64; a 128x128 reference unscaled 4.8."""
+    two = [_noise_image(1), _noise_image(2)]
+    side_by_side = image_of(flux, ref_images=two)
+    assert mean_change(image_of(flux, ref_images=two, increase_ref_index=True), side_by_side) > 0.3
+    large = [_noise_image(4, 128, 128)]  # scaled to the output's 64x64 area unless told otherwise
+    assert mean_change(image_of(flux, ref_images=large, auto_resize_ref_image=False),
+                       image_of(flux, ref_images=large)) > 1
+    # A reference already of the output's size is encoded the same either way.
+    np.testing.assert_array_equal(image_of(flux, ref_images=two[:1], auto_resize_ref_image=False),
+                                  image_of(flux, ref_images=two[:1]))
+
+
+def test_references_are_recorded_and_checked(flux: sdcpp.Generator, tmp_path: Path) -> None:
+    Image.fromarray(_noise_image(1)).save(tmp_path / "ref.png")
+    image = flux.generate("x", **TINY, ref_images=[tmp_path / "ref.png"])[0]
+    assert image.parameters["inputs"] == ["ref_images"]
+    assert (image.parameters["auto_resize_ref_image"], image.parameters["increase_ref_index"]) == (True, False)
+    for refs, kwargs, message in [
+        ([_noise_image(1, 68, 64)], dict(auto_resize_ref_image=False),
+         r"^ref_images\[0\]: 68x64 pixels; without auto_resize_ref_image each reference must be a positive multiple "
+         r"of 8 on both sides for Flux"),
+        ([_noise_image(1, 400, 1)], {}, r"^ref_images\[0\]: 400x1 pixels is too narrow to scale to the output's area"),
+    ]:
+        with pytest.raises(sdcpp.InvalidArgumentError, match=message):
+            flux.generate("x", **TINY, ref_images=refs, **kwargs)
+    for refs, message in [
+        (_noise_image(1), r"^ref_images: must be a list of images \(a list of one for one image\), not ndarray"),
+        ([np.zeros((8, 8), np.uint8)], r"^ref_images\[0\]: must be uint8 pixels of shape \(height, width, 3\)"),
+        ([tmp_path / "missing.png"], r"^ref_images\[0\]: cannot read '.*missing.png' as an image"),
+    ]:
+        with pytest.raises(sdcpp.InvalidArgumentError, match=message):
+            sdcpp.GenerationParams("x", ref_images=refs)
+
