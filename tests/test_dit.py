@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -120,6 +121,16 @@ def test_references_are_recorded_and_checked(flux: sdcpp.Generator, tmp_path: Pa
     ]:
         with pytest.raises(sdcpp.InvalidArgumentError, match=message):
             sdcpp.GenerationParams("x", ref_images=refs)
+
+
+def test_instruct_pix2pix_edits_one_reference() -> None:
+    """The engine takes the first reference as the image to edit and ignores the others (no fixture loads)."""
+    pix2pix = SimpleNamespace(family="Instruct-Pix2Pix", size_multiple=64)
+    two = sdcpp.GenerationParams("x", width=64, height=64, ref_images=[_noise_image(1), _noise_image(2)])
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^ref_images: Instruct-Pix2Pix edits one image, the first "
+                                                         r"reference; the engine ignores the other 1: give one"):
+        sdcpp.Generator._check_references(pix2pix, two)
+    sdcpp.Generator._check_references(pix2pix, replace(two, ref_images=two.ref_images[:1]))
 
 
 # --- skip-layer guidance (on SD3.5, the model it was made for) and flow shift -------------------------------

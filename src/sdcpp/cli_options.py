@@ -82,7 +82,8 @@ def image_options() -> list[Option]:
             continue
         converted = f"converted to {'grayscale' if image_mode(f.name) == 'L' else 'RGB'}"
         if Image.Image in _union_args(hints[f.name]):
-            options.append(Option(f.name, Optional[os.PathLike], None, f"{f.metadata['help']}; here an image file, {converted}"))
+            options.append(Option(f.name, Optional[os.PathLike], None,
+                                  f"{f.metadata['help']}; here an image file, {converted}"))
         elif Image.Image in _union_args(_sequence_item(_unwrap(hints[f.name])[0])):
             options.append(Option(f.name, Optional[Sequence[os.PathLike]], None,
                                   f"{f.metadata['help']}; here image files, {converted}"))
