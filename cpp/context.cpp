@@ -164,7 +164,8 @@ public:
 
     py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
-                                                    const std::optional<Pixels>& control_image, py::object progress,
+                                                    const std::optional<Pixels>& control_image,
+                                                    const std::vector<Pixels>& ref_images, py::object progress,
                                                     py::object preview, uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
@@ -184,6 +185,14 @@ public:
         p.init_image                       = image_view(init_image);
         p.mask_image                       = image_view(mask_image);
         p.control_image                    = image_view(control_image);
+        std::vector<sd_image_t> refs;
+        for (const Pixels& ref : ref_images) {
+            refs.push_back(image_view(ref));
+        }
+        p.ref_images            = refs.data();
+        p.ref_images_count      = static_cast<int>(refs.size());
+        p.auto_resize_ref_image = o.auto_resize_ref_image;
+        p.increase_ref_index    = o.increase_ref_index;
         std::vector<sd_lora_t> loras;
         for (const auto& [path, weight] : o.loras) {
             loras.push_back(sd_lora_t{false, weight, path.c_str()});
@@ -416,11 +425,13 @@ Raises:
 )pbdoc")
         .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
              py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
+             py::arg("ref_images") = std::vector<Pixels>{},
              py::arg("progress").none(true) = py::none(), py::arg("preview").none(true) = py::none(),
              py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
-all of the output size; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
+all of the output size; `ref_images` are (height, width, 3) arrays of any size, encoded as in-context
+references; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
 image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
 `preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every

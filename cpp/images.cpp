@@ -10,10 +10,10 @@ std::atomic<int> live_batches{0};
 }
 
 sd_image_t image_view(const std::optional<Pixels>& pixels) {
-    if (!pixels) {
-        return sd_image_t{0, 0, 0, nullptr};
-    }
-    const Pixels& a   = *pixels;
+    return pixels ? image_view(*pixels) : sd_image_t{0, 0, 0, nullptr};
+}
+
+sd_image_t image_view(const Pixels& a) {
     uint32_t channels = a.ndim() == 3 ? static_cast<uint32_t>(a.shape(2)) : 1;
     return sd_image_t{static_cast<uint32_t>(a.shape(1)), static_cast<uint32_t>(a.shape(0)), channels,
                       const_cast<uint8_t*>(a.data())};

@@ -17,6 +17,7 @@ using Pixels = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 // A view of (height, width[, channels]) uint8 pixels that the caller keeps alive for the call;
 // an empty sd_image_t for None.
 sd_image_t image_view(const std::optional<Pixels>& pixels);
+sd_image_t image_view(const Pixels& pixels);
 
 // Owns the engine's sd_image_t array and each image's pixels (both malloc'd by the engine, so
 // freed with free()). Numpy arrays view the pixels directly and keep this object alive as their base.

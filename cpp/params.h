@@ -72,6 +72,8 @@ struct HiresFix {
     X(int, clip_skip)                   \
     X(float, strength)                  \
     X(float, control_strength)          \
+    X(bool, auto_resize_ref_image)      \
+    X(bool, increase_ref_index)         \
     X(LoraWeights, loras)               \
     X(std::optional<HiresFix>, hires)   \
     SDCPP_SAMPLING_EXTRAS(X)

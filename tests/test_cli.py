@@ -30,8 +30,8 @@ from PIL import Image
 import sdcpp
 from sdcpp import GeneratedImage, GenerationParams
 from sdcpp.__main__ import parser
-from sdcpp.cli_generate import UsageError, _Outputs
-from sdcpp.cli_options import KeyValues, Option, add_options, generator_options, image_options, setting_options
+from sdcpp.cli_generate import UsageError, _load_inputs, _Outputs
+from sdcpp.cli_options import KeyValues, Option, add_options, generator_options, given, image_options, setting_options
 from sdcpp.params import settings
 
 from .child import machine_state
@@ -125,7 +125,7 @@ def test_every_generator_parameter_and_setting_and_input_image_is_an_option_with
     options = _generate_options()
     parameters = [p for p in inspect.signature(sdcpp.Generator.__init__).parameters if p not in ("self", "model", "name")]
     wanted = [*parameters, *(f.name for f in settings() if f.name != "prompt"),
-              "init_image", "mask_image", "control_image"]
+              "init_image", "mask_image", "control_image", "ref_images"]
     assert [name for name in wanted if name not in options] == []
     assert [name for name in wanted if not options[name].help or len(options[name].help) < 10] == []
     assert options["prompts"].nargs == "*"
@@ -161,6 +161,19 @@ class _Hires:
     upscaler: str = "latent"
     enabled: bool = True
     denoise: Optional[float] = None
+
+
+def test_reference_images_are_several_files_converted_to_rgb(tmp_path: Path) -> None:
+    Image.new("RGBA", (64, 64), (0, 0, 0, 255)).save(tmp_path / "a.png")
+    Image.new("L", (80, 48), 255).save(tmp_path / "b.png")
+    args = parser().parse_args(["generate", "m", "p", "--ref-images", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                                "--increase-ref-index", "--no-auto-resize-ref-image"])
+    params = GenerationParams("p", **_load_inputs(args), **given(args, setting_options()))
+    assert [r.shape for r in params.ref_images] == [(64, 64, 3), (48, 80, 3)]
+    assert params.ref_images[1].min() == 255 and params.width is None  # references do not set the output's size
+    assert (params.increase_ref_index, params.auto_resize_ref_image) == (True, False)
+    one = parser().parse_args(["generate", "m", "p", "--ref-images", str(tmp_path / "a.png")])
+    assert len(_load_inputs(one)["ref_images"]) == 1
 
 
 def test_any_field_type_gets_an_option(capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,6 +319,13 @@ def test_from_with_options_changes_only_those(made: tuple[Path, subprocess.Compl
            "differ" in out.stderr.splitlines()
     changed = GeneratedImage.read_parameters(tmp_path / "changed.png")
     assert changed == dataclasses.replace(GeneratedImage.read_parameters(source), prompt="a blue fox", steps=1)
+
+
+def test_reference_images_reach_the_generator_which_refuses_them_for_a_unet(sd15_file: Path, tmp_path: Path) -> None:
+    Image.new("RGB", (64, 64)).save(tmp_path / "ref.png")
+    out = sdcpp_cmd("generate", sd15_file, "x", "--ref-images", tmp_path / "ref.png", *SMALL, "-o", tmp_path / "x.png")
+    assert out.returncode == 1 and out.stderr.splitlines()[-1].startswith(
+        "sdcpp: error: ref_images: SD 1.x does not use reference images (the engine would run without them)"), out.stderr
 
 
 def test_image_to_image_takes_the_input_size_and_from_asks_for_the_input(sd15_file: Path, tmp_path: Path) -> None:

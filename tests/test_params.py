@@ -31,7 +31,8 @@ def test_to_core_fills_every_field_by_name() -> None:
     params = GenerationParams(
         "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, guidance=2.5, flow_shift=1.5, sampler="heun",
         scheduler="karras", seed=11,
-        batch=2, clip_skip=5, strength=0.25, control_strength=0.5, preview_every=4, preview_mode="tae",
+        batch=2, clip_skip=5, strength=0.25, control_strength=0.5, auto_resize_ref_image=False, increase_ref_index=True,
+        preview_every=4, preview_mode="tae",
         vae_tiling=sdcpp.VaeTiling(1, 2, 0.25, 3.0, 4.0), cache_mode="spectrum", cache_threshold=0.75,
         custom_sigmas=(9.0, 2.0, 1.0, 0.0), eta=0.125, img_cfg_scale=1.75,
         slg=sdcpp.SkipLayerGuidance((5, 6), 0.125, 0.375, 1.5),
@@ -69,6 +70,7 @@ def test_values_are_stored_as_their_field_types() -> None:
         (dict(seed=2**63 - 1, batch=2), r"^seed: must be -1 \(random\) or an integer from 0 to 2\*\*63 - 2"),
         (dict(sampler="bogus"), r"^sampler: unknown sampler 'bogus'; one of euler, euler_a"),
         (dict(negative_prompt=3), r"^negative_prompt: must be a str, not int"),
+        (dict(increase_ref_index=1), r"^increase_ref_index: must be True or False, not 1"),
     ],
 )
 def test_params_check_themselves_once_made(kwargs: dict, message: str) -> None:

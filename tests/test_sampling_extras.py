@@ -41,7 +41,8 @@ def test_unused_extras_leave_the_image_unchanged(generator: sdcpp.Generator) -> 
     """Each extra at its default (given explicitly) is the generation without it."""
     plain = _pixels(generator, sampler="euler_a")
     explicit = dict(preview_every=1, preview_mode="proj", vae_tiling=False, cache_mode="disabled",
-                    cache_threshold=None, custom_sigmas=None, eta=None, flow_shift=None, img_cfg_scale=None, slg=None)
+                    cache_threshold=None, custom_sigmas=None, eta=None, flow_shift=None, img_cfg_scale=None, slg=None,
+                    auto_resize_ref_image=True, increase_ref_index=False)
     assert GenerationParams("x", **explicit) == GenerationParams("x")
     np.testing.assert_array_equal(_pixels(generator, sampler="euler_a", **explicit), plain)
     # euler_a's default eta is 1 (the engine's resolve_eta).
@@ -91,6 +92,9 @@ def test_settings_for_other_model_families_are_refused_for_unet_models(generator
         (dict(slg=True), r"^slg: applies to DiT models"),
         (dict(img_cfg_scale=1.5), r"^img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control "
                                   r"models, not to SD 1.x"),
+        (dict(ref_images=[np.zeros((64, 64, 3), np.uint8)]), r"^ref_images: SD 1.x does not use reference images "
+                                                              r"\(the engine would run without them\); they are for Flux "
+                                                              r"Kontext"),
         (dict(cache_mode="easycache"), r"^cache_mode: easycache does not apply to SD 1.x \(a UNet model\); use one "
                                        r"of disabled, spectrum, ucache"),
     ]:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     record = read_metadata(args.from_image) if args.from_image else None
     if not prompts and record is None:
         raise UsageError("give a PROMPT, --prompts-file FILE or --from IMAGE")
-    inputs = {name: _load_image(path, image_mode(name)) for name, path in given(args, image_options()).items()}
+    inputs = _load_inputs(args)
     if record is not None:
         missing = [name for name in record.get("inputs", []) if name not in inputs]
         if missing:
@@ -85,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
             )
     base = GenerationParams.from_dict(record) if record is not None else None
     settings = given(args, setting_options())
-    if base is None and inputs and not {"width", "height"} & settings.keys():
-        settings["width"], settings["height"] = next(iter(inputs.values())).size  # the input's own size
+    sized = [image for image in inputs.values() if isinstance(image, Image.Image)]  # references have any size
+    if base is None and sized and not {"width", "height"} & settings.keys():
+        settings["width"], settings["height"] = sized[0].size  # the input's own size
     display = make_display(getattr(args, "quiet", False))
     all_params = [_params(base, settings, inputs, prompt) for prompt in prompts or [base.prompt]]  # type: ignore[union-attr]
     outputs = _Outputs(args.output, sum(p.batch for p in all_params))
@@ -114,6 +115,12 @@ def _prompts(given_prompts: Sequence[str], file: Optional[str]) -> list[str]:
         text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
         prompts += [line.strip() for line in text.splitlines() if line.strip()]
     return prompts
+
+
+def _load_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The input images the command line names, by field: an image, or a list of them (--ref-images)."""
+    return {name: [_load_image(p, image_mode(name)) for p in path] if isinstance(path, list)
+            else _load_image(path, image_mode(name)) for name, path in given(args, image_options()).items()}
 
 
 def _load_image(path: str, mode: str) -> Image.Image:

@@ -69,18 +69,25 @@ def setting_options() -> list[Option]:
 
 
 def image_options() -> list[Option]:
-    """A path option per input image of GenerationParams (init_image, mask_image, ...).
+    """A path option per input image of GenerationParams (init_image, mask_image, ...), a paths option
+    per list of them (ref_images).
 
     The other inputs (callbacks) have no command-line form.
     """
     hints = typing.get_type_hints(GenerationParams)
     names = {f.name for f in settings()}
-    return [
-        Option(f.name, Optional[os.PathLike], None,
-               f"{f.metadata['help']}; here an image file, converted to {'grayscale' if image_mode(f.name) == 'L' else 'RGB'}")
-        for f in dataclasses.fields(GenerationParams)
-        if f.name not in names and Image.Image in _union_args(hints[f.name])
-    ]
+    options = []
+    for f in dataclasses.fields(GenerationParams):
+        if f.name in names:
+            continue
+        converted = f"converted to {'grayscale' if image_mode(f.name) == 'L' else 'RGB'}"
+        if Image.Image in _union_args(hints[f.name]):
+            options.append(Option(f.name, Optional[os.PathLike], None,
+                                  f"{f.metadata['help']}; here an image file, {converted}"))
+        elif Image.Image in _union_args(_sequence_item(_unwrap(hints[f.name])[0])):
+            options.append(Option(f.name, Optional[Sequence[os.PathLike]], None,
+                                  f"{f.metadata['help']}; here image files, {converted}"))
+    return options
 
 
 def image_mode(name: str) -> str:

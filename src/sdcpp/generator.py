@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import replace
@@ -277,6 +278,7 @@ class Generator:
             init_image=params.init_image,
             mask_image=params.mask_image,
             control_image=params.control_image,
+            ref_images=list(params.ref_images or ()),
             progress=params.progress,
             preview=_preview_images(params.preview),
             ticket=ticket,
@@ -284,7 +286,8 @@ class Generator:
         info = {
             "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
             **({"circular": list(self.circular)} if any(self.circular) else {}),
-            "inputs": [n for n in ("init_image", "mask_image", "control_image") if getattr(params, n) is not None],
+            "inputs": [n for n in ("init_image", "mask_image", "control_image", "ref_images")
+                       if getattr(params, n) is not None],
         }
         return [
             GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
@@ -357,10 +360,42 @@ class Generator:
                 f"img_cfg_scale: applies to inpainting, instruct-pix2pix and Flux Fill/Control models, not to "
                 f"{self.family}: leave it None"
             )
+        if params.ref_images is not None:
+            self._check_references(params)
         if params.preview is not None and params.preview_mode is PreviewMode.NONE:
             raise InvalidArgumentError("preview_mode: none gives the preview callback nothing; use proj, tae or vae")
         if params.preview is not None and params.preview_mode is PreviewMode.TAE and not self._has_taesd:
             raise InvalidArgumentError("preview_mode: tae needs a TAESD decoder: Generator(..., taesd=PATH)")
+
+    def _check_references(self, params: GenerationParams) -> None:
+        """Refuse references the engine would ignore, or whose encoding size it cannot handle."""
+        refs = params.ref_images or ()
+        if self.family not in _REFERENCE_FAMILIES | _PIX2PIX:
+            raise InvalidArgumentError(
+                f"ref_images: {self.family} does not use reference images (the engine would run without them); "
+                "they are for Flux Kontext, Flux.2, Qwen-Image Edit, Z-Image and instruct-pix2pix models: leave it None"
+            )
+        if self.family in _PIX2PIX and len(refs) > 1:
+            raise InvalidArgumentError(
+                f"ref_images: {self.family} edits one image, the first reference; the engine ignores the other "
+                f"{len(refs) - 1}: give one"
+            )
+        factor = 32 if self.family == "Qwen Image" else 16  # the engine's auto-resize rounding
+        for i, ref in enumerate(refs):
+            height, width = ref.shape[:2]
+            if params.auto_resize_ref_image:
+                resized = _resized_reference(width, height, params.width * params.height, factor)
+                if min(resized) < factor:
+                    raise InvalidArgumentError(
+                        f"ref_images[{i}]: {width}x{height} pixels is too narrow to scale to the output's area "
+                        f"(it would be {resized[0]}x{resized[1]}); crop it closer to the output's aspect ratio"
+                    )
+            elif width % self.size_multiple or height % self.size_multiple or not width or not height:
+                raise InvalidArgumentError(
+                    f"ref_images[{i}]: {width}x{height} pixels; without auto_resize_ref_image each reference must be a "
+                    f"positive multiple of {self.size_multiple} on both sides for {self.family}: resize it, or leave "
+                    "auto_resize_ref_image on"
+                )
 
     def tokenize(self, prompt: str) -> Tokens:
         """The token ids the text encoder gets for ``prompt``, with their emphasis weights.
@@ -445,6 +480,23 @@ class Generator:
             return f"<Generator {self.model!r} (closed)>"
         weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
+
+
+# The families whose diffusion model reads reference latents (the engine's FluxModel but Chroma Radiance,
+# QwenImageModel and ZImageModel, src/diffusion_model.hpp), and the UNet editors that take the first
+# reference as the image to edit (sd_version_is_unet_edit).
+_REFERENCE_FAMILIES = frozenset(
+    {"Flux", "Flux Fill", "Flux Control", "Flex.2", "Ovis Image", "Flux.2", "Flux.2 klein", "Qwen Image", "Z-Image"}
+)
+_PIX2PIX = frozenset({"Instruct-Pix2Pix", "SDXL Instruct-Pix2Pix"})
+
+
+def _resized_reference(width: int, height: int, area: int, factor: int) -> tuple[int, int]:
+    """The size the engine scales a reference to with auto_resize_ref_image (generate_image_internal)."""
+    if not width or not height:
+        return 0, 0
+    side = math.sqrt(min(1024 * 1024, area) * width // height)  # the engine divides in integers here
+    return (math.floor(side / factor + 0.5) * factor, math.floor(side * height / width / factor + 0.5) * factor)
 
 
 def _preview_images(preview: Optional[Any]) -> Optional[Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -14,7 +14,9 @@ from .errors import InvalidArgumentError
 if TYPE_CHECKING:
     from .params import GenerationParams
 
-__all__ = ["GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels", "read_metadata"]
+__all__ = [
+    "GeneratedImage", "PARAMETERS_KEY", "SDCPP_KEY", "ImageInput", "input_pixels", "read_metadata", "reference_pixels",
+]
 
 #: An input image: a PIL image, or a uint8 array of shape (height, width, 3) — (height, width) for masks.
 ImageInput = Union[Image.Image, np.ndarray]
@@ -160,3 +162,34 @@ def input_pixels(
             f"image.resize(({width}, {height}))"
         )
     return np.ascontiguousarray(image)
+
+
+def reference_pixels(images: Optional[Sequence[Any]], argument: str) -> Optional[tuple[np.ndarray, ...]]:
+    """Check reference images, which may have any size, and return their pixels; None for none."""
+    if images is None:
+        return None
+    if isinstance(images, (Image.Image, np.ndarray, str, bytes, os.PathLike)) or not isinstance(images, Sequence):
+        raise InvalidArgumentError(
+            f"{argument}: must be a list of images (a list of one for one image), not {type(images).__name__}"
+        )
+    out = []
+    for i, image in enumerate(images):
+        name = f"{argument}[{i}]"
+        if isinstance(image, (str, os.PathLike)):
+            image = _open_rgb(image, name)
+        if isinstance(image, Image.Image):
+            width, height = image.size
+        elif isinstance(image, np.ndarray) and image.ndim == 3:
+            height, width = image.shape[:2]
+        else:
+            width = height = 0  # input_pixels says what is wrong with it
+        out.append(input_pixels(image, name, width, height))
+    return tuple(out) or None  # no references is the generation without them
+
+
+def _open_rgb(path: Union[str, "os.PathLike[str]"], argument: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise InvalidArgumentError(f"{argument}: cannot read {os.fspath(path)!r} as an image ({e})") from None

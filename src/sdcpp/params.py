@@ -19,14 +19,14 @@ import math
 import os
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, is_dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 from PIL import Image
 
 from . import _core
 from .errors import InvalidArgumentError
-from .images import ImageInput, input_pixels
+from .images import ImageInput, input_pixels, reference_pixels
 from .names import CacheMode, HiresUpscaler, PreviewMode, Sampler, Scheduler
 
 if TYPE_CHECKING:
@@ -246,6 +246,16 @@ class GenerationParams:
     strength: float = _setting(0.75, "image to image: how much of init_image is repainted", min=0, max=1)
     control_strength: float = _setting(0.9, "weight of the ControlNet's condition (needs Generator(control_net=...))",
                                        min=0, max=10)
+    # Reference images (ref_images below): in-context references of Flux Kontext, Flux.2, Qwen-Image Edit.
+    auto_resize_ref_image: bool = _setting(
+        True, "with ref_images: scale each reference to the output's area (at most 1024x1024) before encoding it, "
+        "keeping its aspect ratio, as sd-cli does; off: each is encoded at its own size, a multiple of "
+        "Generator.size_multiple",
+    )
+    increase_ref_index: bool = _setting(
+        False, "with ref_images: give each reference its own index in the positional embedding (1, 2, ...), as "
+        "Flux.2 and Qwen-Image Edit expect; off: all share index 1, placed side by side (Flux Kontext)",
+    )
     loras: Mapping[str, float] = _setting(
         None, "LoRA file path, or name in Generator(lora_dir=...), -> weight; <lora:name:weight> in the prompt "
         "adds to these", factory=dict,
@@ -296,6 +306,11 @@ class GenerationParams:
         "inpainting: repaint where this mask (mode L/1, or (height, width) uint8) is white; needs init_image"
     )
     control_image: Optional[ImageInput] = _input("the ControlNet's condition image, width x height")
+    ref_images: Optional[Sequence[Union[ImageInput, str, os.PathLike]]] = _input(
+        "reference images of any size (PIL images, uint8 (height, width, 3) arrays or image files) that the "
+        "model sees beside the image it makes: Flux Kontext, Flux.2, Qwen-Image Edit, Z-Image; the image to edit "
+        "of an instruct-pix2pix model (one); refused for other families"
+    )
     progress: Optional[ProgressCallback] = _input(
         "called as progress(0, steps, 0.0) when sampling starts, then progress(step, steps, seconds_per_step) "
         "after each step, on the generating thread; an exception it raises is raised by generate()"
@@ -315,6 +330,7 @@ class GenerationParams:
         for name in ("init_image", "mask_image", "control_image"):
             pixels = input_pixels(getattr(self, name), name, self.width, self.height, mask=name == "mask_image")
             object.__setattr__(self, name, pixels)
+        object.__setattr__(self, "ref_images", reference_pixels(self.ref_images, "ref_images"))
         for name in ("progress", "preview"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise InvalidArgumentError(f"{name}: must be callable or None, not {type(getattr(self, name)).__name__}")
@@ -395,6 +411,10 @@ def check_field(name: str, value: Any, cls: type = GenerationParams) -> Any:
         return _check_group(name, hint, value)
     if typing.get_origin(hint) is tuple:
         return _check_levels(name, value)
+    if hint is bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise InvalidArgumentError(f"{name}: must be True or False, not {value!r}")
+        return bool(value)
     if hint is str:
         if not isinstance(value, str):
             raise InvalidArgumentError(f"{name}: must be a str, not {type(value).__name__}")
