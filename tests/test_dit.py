@@ -21,12 +21,14 @@ def pixels(gen: sdcpp.Generator, prompt: str, seed: int) -> np.ndarray:
     return np.asarray(gen.generate(prompt, seed=seed, **TINY)[0], dtype=np.float64)
 
 
-def check_family_and_image(files: dict[str, Path], family: str) -> None:
+def check_family_and_image(files: dict[str, Path], family: str, diffusion_weights: str = "f16") -> None:
     info = sdcpp.inspect(**files)
     assert info.family == family
     assert set(files) <= set(info.components)
     with sdcpp.Generator(**files, device="cpu") as gen:
         assert gen.family == family
+        # the type of the weight matrices, not of the more numerous f32 biases and norm scales
+        assert f"'diffusion': '{diffusion_weights}'" in repr(gen)
         image = pixels(gen, "a lighthouse at dusk", seed=1)
         assert image.shape == (64, 64, 3)
         assert image.std() > 5, "a random-weight model still draws something other than a flat image"
@@ -41,7 +43,7 @@ def test_flux_from_component_files(flux_files: dict[str, Path]) -> None:
 
 def test_flux_from_a_gguf_transformer(flux_gguf_files: dict[str, Path]) -> None:
     assert "q4_0" in sdcpp.inspect(flux_gguf_files["diffusion_model"]).dtypes
-    check_family_and_image(flux_gguf_files, "Flux")
+    check_family_and_image(flux_gguf_files, "Flux", diffusion_weights="q4_0")
 
 
 def test_flux_reads_its_depth_from_the_file(flux_files: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:

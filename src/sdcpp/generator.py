@@ -478,7 +478,10 @@ class Generator:
     def __repr__(self) -> str:
         if self.closed:
             return f"<Generator {self.model!r} (closed)>"
-        weights = {part: max(types, key=types.get) for part, types in self.weight_types.items() if types}
+        # Biases and norm scales are f32 in every file and can outnumber the weight matrices (a q4_0
+        # GGUF DiT): a part's type is its most common other type.
+        weights = {part: max(types, key=lambda t: (t != "f32", types[t]))
+                   for part, types in self.weight_types.items() if types}
         return f"Generator({self.model!r}, family={self.family!r}, device={self.device!r}, weights={weights})"
 
 
