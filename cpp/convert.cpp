@@ -17,7 +17,7 @@ namespace sdcpp {
 namespace {
 
 void convert_model(const std::string& src, const std::string& vae, const std::string& dst, const std::string& type,
-                   const std::string& rules, py::object progress, py::object logger) {
+                   const std::string& rules, bool quantize_kernels, py::object progress, py::object logger) {
     sd_type_t wtype = str_to_sd_type(type.c_str());
     if (wtype == SD_TYPE_COUNT) {
         throw py::value_error("unknown weight type '" + type + "'");
@@ -43,7 +43,7 @@ void convert_model(const std::string& src, const std::string& vae, const std::st
     {
         py::gil_scoped_release nogil;
         try {
-            ok = convert(src.c_str(), vae.c_str(), dst.c_str(), wtype, rules.c_str(), false);
+            ok = convert_ext(src.c_str(), vae.c_str(), dst.c_str(), wtype, rules.c_str(), false, quantize_kernels);
         } catch (const std::exception& e) {  // its readers throw on some malformed files
             engine_exception = e.what();
         }
@@ -61,10 +61,11 @@ void convert_model(const std::string& src, const std::string& vae, const std::st
 
 void register_convert(py::module_& m) {
     m.def("convert", &convert_model, py::arg("src"), py::arg("vae"), py::arg("dst"), py::arg("weight_type"),
-          py::arg("rules"), py::arg("progress"), py::arg("logger"),
+          py::arg("rules"), py::arg("quantize_kernels"), py::arg("progress"), py::arg("logger"),
           R"pbdoc(Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
 dst ends in .safetensors. weight_type is a ggml type name; rules are the engine's "regex=type,..."
-per-tensor overrides. progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
+per-tensor overrides. quantize_kernels: quantized types also quantize convolution kernels, stored
+flattened (engine patch 0032). progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
 
 Raises sdcpp.ModelLoadError when the engine fails, with its log.)pbdoc");
     m.def("ggml_types", [] {

@@ -95,6 +95,29 @@ def test_command_line(small: Path) -> None:
     assert again.returncode == 1 and "overwrite=True" in again.stderr
 
 
+KERNEL = "model.diffusion_model.input_blocks.1.0.in_layers.2.weight"
+
+
+@pytest.mark.parametrize("quantize_kernels, expected", [(True, ("q8_0", (64, 32 * 3 * 3))), (False, ("f16", (64, 32, 3, 3)))])
+def test_kernels_are_quantized_flattened_unless_the_file_is_to_be_shared(tmp_path: Path, quantize_kernels: bool,
+                                                                         expected: tuple) -> None:
+    # Engine patch 0042: a flattened quantized kernel is read by sdcpp's engine only (patch 0032).
+    src = tmp_path / "conv.safetensors"
+    write_safetensors(src, {KERNEL: np.full((64, 32, 3, 3), 0.25, np.float16), **SMALL})
+    out = sdcpp.convert(src, tmp_path / "out.gguf", "q8_0", quantize_kernels=quantize_kernels)
+    kernel = next(t for t in read_header(out).tensors if t.name == KERNEL)
+    assert (kernel.dtype, kernel.shape) == expected
+    assert _types(out)[PROJ] == "q8_0"  # the matrices are quantized either way
+
+
+def test_command_line_keeps_kernels_when_asked(tmp_path: Path) -> None:
+    src = tmp_path / "conv.safetensors"
+    write_safetensors(src, {KERNEL: np.full((64, 32, 3, 3), 0.25, np.float16)})
+    subprocess.run([sys.executable, "-m", "sdcpp", "convert", str(src), str(tmp_path / "c.gguf"), "--no-quantize-kernels"],
+                   check=True, capture_output=True)
+    assert _types(tmp_path / "c.gguf") == {KERNEL: "f16"}
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
@@ -114,7 +137,7 @@ def test_q8_0_gguf_loads_and_draws_the_f16_image(generator: sdcpp.Generator, sd1
     # (all but the first and last: 3 or 4 channels); 1.17 GB against 2.13 GB (1.80 GB without the kernels).
     assert info.dtypes == {"f16": 525, "q8_0": 605}
     assert info.file_size < 0.56 * sd15_file.stat().st_size
-    kernel = next(t for t in read_header(out).tensors if t.name == "model.diffusion_model.input_blocks.1.0.in_layers.2.weight")
+    kernel = next(t for t in read_header(out).tensors if t.name == KERNEL)
     assert (kernel.dtype, kernel.shape) == ("q8_0", (320, 320 * 3 * 3))
     settings = dict(width=64, height=64, steps=2, seed=7)
     reference = np.asarray(generator.generate("a lighthouse at dusk", **settings)[0])

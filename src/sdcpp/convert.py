@@ -31,13 +31,17 @@ def convert(
     progress: Optional[ConvertProgress] = None,
     *,
     vae: Optional[PathLike] = None,
+    quantize_kernels: bool = True,
 ) -> Path:
     """Write the model at ``src`` to ``dst`` with its weights in ``weight_type``.
 
     ``dst`` is a GGUF file (or safetensors when it ends in ``.safetensors``, for float types). The
     engine keeps some tensors as they are whatever the type: biases, norms' scales, embeddings, the
-    UNet's time and label embeddings, and every tensor whose rows do not divide into the type's blocks
-    (for a UNet, all 3x3 and 1x1 convolution kernels: docs/inspect-convert.md).
+    UNet's time and label embeddings, and every tensor whose rows do not divide into the type's blocks.
+    A convolution kernel's rows (3 or 1 wide) never do; with ``quantize_kernels`` (the default) a
+    kernel is quantized stored flattened to ``[OC, IC*KH*KW]``, a layout that sdcpp's engine reads
+    (patch 0032) and other stable-diffusion.cpp builds do not: pass ``quantize_kernels=False`` for a
+    file to share with them (larger: SD1.5 q8_0 1.80 GB instead of 1.17 GB; docs/inspect-convert.md).
 
     Args:
         src: a single-file model or a diffusers folder (tensor names are kept as the source has them).
@@ -49,6 +53,8 @@ def convert(
         overwrite: replace ``dst`` when it exists.
         progress: called as tensors are written.
         vae: a separate VAE file to include.
+        quantize_kernels: quantize convolution kernels too (flattened); False keeps them as they
+            are, in their 4-d layout.
 
     Returns:
         ``dst`` as an absolute path.
@@ -74,7 +80,8 @@ def convert(
     partial = out.with_name(f".{out.stem}.partial{out.suffix}")  # the engine picks the format by the suffix
     try:
         try:
-            _core.convert(str(source), vae_path, str(partial), weight_type, rule_text, progress, logger.getChild("convert"))
+            _core.convert(str(source), vae_path, str(partial), weight_type, rule_text, quantize_kernels, progress,
+                          logger.getChild("convert"))
         except ValueError as e:  # a rule's pattern the engine's std::regex refuses
             raise InvalidArgumentError(f"rules: {e}") from None
         os.replace(partial, out)

@@ -26,7 +26,8 @@ def _convert(args: argparse.Namespace) -> int:
     def progress(done: int, total: int, seconds: float) -> None:
         print(f"\r{done}/{total} tensors", end="", file=sys.stderr, flush=True)
 
-    out = convert(args.src, args.dst, args.type, args.rules, overwrite=args.overwrite, progress=progress, vae=args.vae)
+    out = convert(args.src, args.dst, args.type, args.rules, overwrite=args.overwrite, progress=progress, vae=args.vae,
+                  quantize_kernels=args.quantize_kernels)
     print(file=sys.stderr)
     print(out)
     return 0
@@ -57,6 +58,8 @@ def add_tool_commands(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--rules", help="per-tensor types, 'regex=type,...' (first match wins)")
     c.add_argument("--vae", help="a separate VAE to include")
     c.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    c.add_argument("--no-quantize-kernels", dest="quantize_kernels", action="store_false",
+                   help="keep convolution kernels as they are: a file other stable-diffusion.cpp builds read (larger)")
     c.set_defaults(run=_convert)
     u = sub.add_parser("upscale", help="enlarge an image with an ESRGAN model (Real-ESRGAN x4plus, ESRGAN 1x/2x/4x)")
     u.add_argument("model", help="ESRGAN model file (.safetensors, .pth)")

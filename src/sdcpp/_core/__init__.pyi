@@ -371,11 +371,12 @@ def component_names() -> list[str]:
     """
     The component files a Context reads (the keys of its `paths`), in the engine's field order.
     """
-def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, progress: typing.Any, logger: typing.Any) -> None:
+def convert(src: str, vae: str, dst: str, weight_type: str, rules: str, quantize_kernels: bool, progress: typing.Any, logger: typing.Any) -> None:
     """
     Write the model at src (with an optional separate vae) to dst: GGUF, or safetensors when
     dst ends in .safetensors. weight_type is a ggml type name; rules are the engine's "regex=type,..."
-    per-tensor overrides. progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
+    per-tensor overrides. quantize_kernels: quantized types also quantize convolution kernels, stored
+    flattened (engine patch 0032). progress(tensors_done, tensors, seconds_per_tensor) is called on this thread.
     
     Raises sdcpp.ModelLoadError when the engine fails, with its log.
     """
