@@ -53,7 +53,7 @@ def test_flux_reads_its_depth_from_the_file(flux_files: dict[str, Path], caplog:
 
 
 def test_sd3_from_a_gguf_transformer_and_component_files(sd3_files: dict[str, Path]) -> None:
-    check_family_and_image(sd3_files, "SD3.x")
+    check_family_and_image(sd3_files, "SD3.x", diffusion_weights="q4_0")
 
 
 # --- reference images (Flux Kontext's in-context references: the engine appends their latents' tokens) -------
