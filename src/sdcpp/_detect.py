@@ -27,6 +27,7 @@ SD1 = {"SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 1.x Tiny UNet", "SDXS
 SD2 = {"SD 2.x", "SD 2.x Inpaint", "SD 2.x Tiny UNet", "SDXS (09)"}
 SDXL = {"SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix", "SDXL (Vega)", "SDXL (SSD1B)"}
 UNET = SD1 | SD2 | SDXL
+WAN = {"Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V"}
 
 # The components each family's pipeline reads (stable-diffusion.cpp picks the text encoders by family),
 # named as the Generator argument that supplies each.
@@ -38,7 +39,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "SD3.x": _CLIP,
     **{f: _CLIP for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
     "Chroma Radiance": ("diffusion_model", "t5xxl"),
-    **{f: ("diffusion_model", "vae", "t5xxl") for f in ("Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V")},
+    **{f: ("diffusion_model", "vae") for f in WAN},
     **{
         f: ("diffusion_model", "vae", "llm")
         for f in ("Qwen Image", "Anima", "Flux.2", "Flux.2 klein", "Z-Image", "Ovis Image", "Ernie Image")
@@ -47,8 +48,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 # Text encoders the engine runs without, feeding zeros in their place and warning that prompt adherence
 # suffers (SD3CLIPEmbedder and FluxCLIPEmbedder, src/conditioner.hpp; for SD3 without clip_g, patch 0031).
+# Wan's umT5 is its only text encoder: without it (T5CLIPEmbedder) the prompt has no effect at all.
 RECOMMENDED: dict[str, tuple[str, ...]] = {
     "SD3.x": ("clip_g", "t5xxl"),
+    **{f: ("t5xxl",) for f in WAN},
     **{f: ("t5xxl",) for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
 }
 
