@@ -21,6 +21,7 @@ zeros (T5CLIPEmbedder, conditioner.hpp): the prompt then has no effect.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +127,7 @@ def _attention_projections(s: _Scope, c: int) -> None:
     s("norm_k")._add("weight", (c,), "norm")
 
 
-def _wan_dit(s: _Scope) -> None:
+def _wan_dit(s: _Scope, depth: int = _DEPTH) -> None:
     c = _WIDTH
     # Conv3d's weight (c, 16, 1, 2, 2) with its two channel axes folded, the 4-D form GGUF holds.
     s("patch_embedding")._add("weight", (c * _LATENT, *_PATCH), "weight")
@@ -136,7 +137,7 @@ def _wan_dit(s: _Scope) -> None:
     s("time_embedding.0").linear(c, _FREQ)
     s("time_embedding.2").linear(c, c)
     s("time_projection.1").linear(6 * c, c)
-    for n in range(_DEPTH):
+    for n in range(depth):
         block = s(f"blocks.{n}")
         block._add("modulation", (1, 6, c), "bias")
         _attention_projections(block("self_attn"), c)
@@ -148,9 +149,10 @@ def _wan_dit(s: _Scope) -> None:
     s("head.head").linear(_LATENT * math.prod(_PATCH), c)
 
 
-def write_wan_t2v(path, *, seed: int = 0) -> Path:
-    """Wan 2.1 T2V 1.3B's transformer, 30 blocks, as q4_0 GGUF (0.8 GB)."""
-    return write_gguf(path, _lazy(_wan_dit, seed, np.float32))
+def write_wan_t2v(path, *, seed: int = 0, depth: int = _DEPTH) -> Path:
+    """Wan 2.1 T2V 1.3B's transformer, 30 blocks, as q4_0 GGUF (0.8 GB); ``depth`` other than 30 or 40
+    makes a file the engine cannot load (2 blocks: 58 MB)."""
+    return write_gguf(path, _lazy(partial(_wan_dit, depth=depth), seed, np.float32))
 
 
 def write_wan_vae(path, *, seed: int = 0) -> Path:

@@ -16,6 +16,8 @@ from PIL import Image
 import sdcpp
 from sdcpp import _core
 
+from . import models_wan
+
 TINY = dict(frames=5, width=64, height=32, steps=1, cfg_scale=1.0)
 
 
@@ -41,6 +43,15 @@ def test_wan_is_detected_and_loads_without_its_text_encoder(wan_files: dict[str,
     # docs/wan.md's settings: 832x480, CFG 6; the engine's flow shift for Wan.
     assert {k: wan.defaults[k] for k in ("width", "height", "cfg_scale", "flow_shift")} == {
         "width": 832, "height": 480, "cfg_scale": 6.0, "flow_shift": 5.0}
+
+
+def test_a_wan_transformer_of_a_depth_the_engine_does_not_know_is_refused_before_it_aborts(
+    wan_files: dict[str, Path], tmp_path: Path
+) -> None:
+    # wan.hpp: GGML_ABORT("invalid num_layers(%d) of wan") for any count but 30 and 40, which ended the process.
+    two_blocks = models_wan.write_wan_t2v(tmp_path / "wan-2-blocks.gguf", depth=2)
+    with pytest.raises(sdcpp.ModelLoadError, match="diffusion_model: this Wan transformer has 2 blocks; the engine"):
+        sdcpp.Generator(diffusion_model=two_blocks, vae=wan_files["vae"], device="cpu")
 
 
 def test_a_video_has_the_frames_and_size_asked(clip: sdcpp.Video) -> None:
@@ -94,12 +105,13 @@ def test_progress_reports_each_step_and_a_cancel_stops_the_video(wan: sdcpp.Gene
     assert len(wan.generate_video("x", seed=1, **{**TINY, "frames": 1})) == 1, "usable after a cancel"
 
 
-def test_image_and_video_models_say_which_method_to_call(wan: sdcpp.Generator, generator: sdcpp.Generator) -> None:
+def test_image_and_video_models_say_which_method_to_call(wan: sdcpp.Generator, flux_files: dict[str, Path]) -> None:
     with pytest.raises(sdcpp.InvalidArgumentError, match=r"Wan 2\.x makes videos, not images; call generate_video"):
         wan.generate("x", width=64, height=64)
-    assert not generator.makes_video
-    with pytest.raises(sdcpp.InvalidArgumentError, match=r"SD 1\.x makes images, not videos; call generate\(\)"):
-        generator.generate_video("x", frames=5)
+    with sdcpp.Generator(**flux_files, device="cpu") as flux:  # the smallest image model the tests have (420 MB)
+        assert not flux.makes_video
+        with pytest.raises(sdcpp.InvalidArgumentError, match=r"Flux makes images, not videos; call generate\(\)"):
+            flux.generate_video("x", frames=5)
 
 
 @pytest.mark.parametrize(

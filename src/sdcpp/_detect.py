@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "REQUIRED", "RECOMMENDED"]
+__all__ = [
+    "FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "wan_depth", "REQUIRED", "RECOMMENDED",
+    "WAN", "WAN_DEPTHS",
+]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
 
@@ -266,6 +269,17 @@ def _diffusers_unet_to_original(name: str, xl: bool) -> str:
 
 # The width of a UNet's cross-attention keys is its text encoder's (context_dim in src/unet.hpp).
 _CONTEXT_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+# The transformer depths wan.hpp's WanRunner knows (30: Wan 2.1 1.3B and Wan 2.2 TI2V 5B; 40: the 14B
+# models); it aborts the process on any other.
+WAN_DEPTHS = (30, 40)
+
+
+def wan_depth(shapes: Shapes) -> int:
+    """The number of transformer blocks of a Wan diffusion model, counted as WanRunner counts them."""
+    prefix = "model.diffusion_model.blocks."
+    return max((int(n[len(prefix):].split(".")[0]) + 1 for n in shapes if n.startswith(prefix)), default=0)
 
 
 def unet_family(shapes: Shapes) -> Optional[str]:

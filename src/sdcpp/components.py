@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from . import _detect
 from .errors import ModelLoadError
 from .inspect import read_model
 
@@ -44,9 +45,16 @@ def check_complete(paths: Mapping[str, str]) -> None:
     text encoders, from its attention width). A model the headers cannot place is left to the engine.
 
     Raises:
-        sdcpp.ModelLoadError: naming each missing component and the argument that supplies it.
+        sdcpp.ModelLoadError: naming each missing component and the argument that supplies it, or a Wan
+            transformer of a depth the engine does not know (it aborts the process on those).
     """
-    info, family = read_model(paths.get("model"), {k: v for k, v in paths.items() if k in _INSPECTED})
+    info, family, tensors = read_model(paths.get("model"), {k: v for k, v in paths.items() if k in _INSPECTED})
+    depth = _detect.wan_depth(tensors) if family in _detect.WAN else None
+    if depth is not None and depth not in _detect.WAN_DEPTHS:
+        raise ModelLoadError(
+            f"diffusion_model: this Wan transformer has {depth} blocks; the engine (wan.hpp) only knows 30 "
+            "(Wan 2.1 1.3B, Wan 2.2 TI2V 5B) and 40 (the 14B models) and would abort on it"
+        )
     missing = [c for c in info.missing if not (c == "vae" and "taesd" in paths)]
     if not missing:
         return
