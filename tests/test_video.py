@@ -114,6 +114,13 @@ def test_image_and_video_models_say_which_method_to_call(wan: sdcpp.Generator, f
             flux.generate_video("x", frames=5)
 
 
+@pytest.mark.parametrize("frame", ["init_image", "end_image"])
+def test_a_text_to_video_model_refuses_the_frames_the_engine_would_ignore(wan: sdcpp.Generator, frame: str) -> None:
+    # The engine uses them only for the I2V, FLF2V, TI2V and VACE transformers (docs/video.md).
+    with pytest.raises(sdcpp.InvalidArgumentError, match=f"{frame}: this Wan 2.x model takes no input frames"):
+        wan.generate_video("x", **{**TINY, frame: np.zeros((32, 64, 3), np.uint8)})
+
+
 @pytest.mark.parametrize(
     ("setting", "value"), [("batch", 2), ("hires", True), ("control_image", np.zeros((32, 64, 3), np.uint8))]
 )

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence
 
 __all__ = [
-    "FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "wan_depth", "REQUIRED", "RECOMMENDED",
-    "WAN", "WAN_DEPTHS",
+    "FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "wan_depth", "wan_frame_inputs",
+    "REQUIRED", "RECOMMENDED", "WAN", "WAN_DEPTHS",
 ]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
@@ -280,6 +280,17 @@ def wan_depth(shapes: Shapes) -> int:
     """The number of transformer blocks of a Wan diffusion model, counted as WanRunner counts them."""
     prefix = "model.diffusion_model.blocks."
     return max((int(n[len(prefix):].split(".")[0]) + 1 for n in shapes if n.startswith(prefix)), default=0)
+
+
+def wan_frame_inputs(family: Optional[str], shapes: Shapes) -> tuple[str, ...]:
+    """Which of ``init_image`` and ``end_image`` the engine uses for a Wan model (the rest it ignores):
+    prepare_video_generation_latents in src/stable-diffusion.cpp, by the transformer wan.hpp finds."""
+    prefix = "model.diffusion_model."
+    if family == "Wan 2.2 I2V" or any(n.startswith(prefix + "img_emb") for n in shapes):  # I2V, FLF2V
+        return ("init_image", "end_image")
+    if family == "Wan 2.2 TI2V" or any(n.startswith(prefix + "vace_blocks.") for n in shapes):  # VACE: a reference
+        return ("init_image",)
+    return ()  # text to video
 
 
 def unet_family(shapes: Shapes) -> Optional[str]:

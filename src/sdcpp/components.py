@@ -38,11 +38,14 @@ COMPONENTS: dict[str, str] = {
 _INSPECTED = ("diffusion_model", "vae", "clip_l", "clip_g", "t5xxl", "llm")
 
 
-def check_complete(paths: Mapping[str, str]) -> None:
+def check_complete(paths: Mapping[str, str]) -> tuple[str, ...]:
     """Refuse, before the engine reads any weights, a set of files that lacks a component the family needs.
 
     The family is detected from the files' headers as the engine would (for a UNet given without its
     text encoders, from its attention width). A model the headers cannot place is left to the engine.
+
+    Returns:
+        For a video model, the frames it can be given (``"init_image"``, ``"end_image"``); else ``()``.
 
     Raises:
         sdcpp.ModelLoadError: naming each missing component and the argument that supplies it, or a Wan
@@ -57,7 +60,7 @@ def check_complete(paths: Mapping[str, str]) -> None:
         )
     missing = [c for c in info.missing if not (c == "vae" and "taesd" in paths)]
     if not missing:
-        return
+        return _detect.wan_frame_inputs(family, tensors) if family in _detect.WAN else ()
     lines = "\n".join(f"  {c}=PATH: {COMPONENTS[c]}" for c in missing)
     files = ", ".join(f"{k}={os.path.basename(v)!r}" for k, v in paths.items())
     raise ModelLoadError(

@@ -18,7 +18,7 @@ from ._logs import logger, sync_level
 from .devices import devices, resolve_device, warn_skipped
 from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
-from .images import GeneratedImage, input_pixels
+from .images import GeneratedImage, ImageInput, input_pixels
 from .loras import find_embeddings, resolve_loras, split_prompt
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
@@ -144,7 +144,7 @@ class Generator:
             raise InvalidArgumentError(
                 f"prediction: unknown prediction {prediction!r}; one of {', '.join(p.value for p in Prediction)}"
             )
-        check_complete(checked)
+        frame_inputs = check_complete(checked)
         if weight_type is not None and weight_type not in _core.weight_types():
             raise InvalidArgumentError(
                 f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
@@ -216,6 +216,7 @@ class Generator:
         self.size_multiple: int = self._ctx.spatial_multiple
         #: Whether the model makes videos (Wan): use :meth:`generate_video`, not :meth:`generate`.
         self.makes_video: bool = self._ctx.supports_video
+        self._frame_inputs = frame_inputs  # the frames generate_video uses; the engine ignores the others
         #: What the diffusion model predicts: the ``prediction`` asked for, or the engine's choice.
         self.prediction = Prediction(self._ctx.prediction)
         sampler = Sampler(self._ctx.default_sample_method())
@@ -270,17 +271,9 @@ class Generator:
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
         self._check_applies(params)
-        seed = params.seed
-        if seed == -1:
-            seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
-            logger.info("seed %d", seed)
-        params = replace(params, seed=seed)
-        prompt, tagged = split_prompt(params.prompt)
-        loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
-
-        sync_level()
+        params, core = self._for_engine(params)
         arrays = self._ctx.generate(
-            to_core(replace(params, prompt=prompt, loras=loras)),
+            core,
             init_image=params.init_image,
             mask_image=params.mask_image,
             control_image=params.control_image,
@@ -289,14 +282,9 @@ class Generator:
             preview=_preview_images(params.preview),
             ticket=ticket,
         )
-        info = {
-            "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
-            **({"circular": list(self.circular)} if any(self.circular) else {}),
-            "inputs": [n for n in ("init_image", "mask_image", "control_image", "ref_images")
-                       if getattr(params, n) is not None],
-        }
+        info = self._info({n: getattr(params, n) for n in ("init_image", "mask_image", "control_image", "ref_images")})
         return [
-            GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
+            GeneratedImage.from_array(a, replace(params, seed=params.seed + i, batch=1), info) for i, a in enumerate(arrays)
         ]
 
     def _params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> GenerationParams:
@@ -308,8 +296,8 @@ class Generator:
         return params
 
     def generate_video(
-        self, *args: Any, video: Union[VideoParams, Mapping[str, Any], None] = None, end_image: Any = None,
-        **kwargs: Any,
+        self, *args: Any, video: Union[VideoParams, Mapping[str, Any], None] = None,
+        end_image: Optional[ImageInput] = None, **kwargs: Any,
     ) -> Video:
         """Generate a video (Wan 2.x) from a text prompt, optionally from a first and a last frame.
 
@@ -348,20 +336,40 @@ class Generator:
                              ("control_image", params.control_image is not None), ("preview", params.preview is not None)):
             if unused:
                 raise InvalidArgumentError(f"{name}: not used by generate_video (image generation only)")
+        self._check_applies(params)
         end = input_pixels(end_image, "end_image", params.width, params.height)
-        seed = params.seed if params.seed != -1 else secrets.randbelow(SEED_LIMIT)
+        for name, frame in (("init_image", params.init_image), ("end_image", end)):
+            if frame is not None and name not in self._frame_inputs:
+                takes = " and ".join(self._frame_inputs) or "no input frames (text to video)"
+                raise InvalidArgumentError(
+                    f"{name}: this {self.family} model takes {takes}; the engine would ignore it (docs/video.md)"
+                )
+        params, core = self._for_engine(params)
+        arrays = self._ctx.generate_video(core, to_core(video), init_image=params.init_image, end_image=end,
+                                          progress=params.progress, ticket=ticket)
+        info = {**self._info({"init_image": params.init_image, "end_image": end}), **video.to_dict()}
+        return Video(tuple(GeneratedImage.from_array(a, params, info) for a in arrays), params, video)
+
+    def _for_engine(self, params: GenerationParams) -> tuple[GenerationParams, Any]:
+        """``params`` with a seed drawn for -1, and the engine's struct of it, with the LoRAs named in the
+        prompt taken out of the prompt and resolved to files. Syncs the engine's log level for the call."""
+        seed = params.seed
+        if seed == -1:
+            seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
+            logger.info("seed %d", seed)
         params = replace(params, seed=seed)
         prompt, tagged = split_prompt(params.prompt)
         loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
         sync_level()
-        arrays = self._ctx.generate_video(
-            to_core(replace(params, prompt=prompt, loras=loras)), to_core(video),
-            init_image=params.init_image, end_image=end, progress=params.progress, ticket=ticket,
-        )
-        info = {"model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
-                **video.to_dict(), "inputs": [n for n, v in (("init_image", params.init_image), ("end_image", end))
-                                              if v is not None]}
-        return Video(tuple(GeneratedImage.from_array(a, params, info) for a in arrays), params, video)
+        return params, to_core(replace(params, prompt=prompt, loras=loras))
+
+    def _info(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """What a result records beside its parameters: the model, the version, the input images given."""
+        return {
+            "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
+            **({"circular": list(self.circular)} if any(self.circular) else {}),
+            "inputs": [n for n, v in inputs.items() if v is not None],
+        }
 
     def with_defaults(self, params: GenerationParams) -> GenerationParams:
         """``params`` with each setting left None replaced by this model's default (:attr:`defaults`);
