@@ -218,7 +218,7 @@ def qwen_image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
 def wan_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Wan 2.1 T2V 1.3B as the files people download: the transformer as q4_0 GGUF (0.8 GB) and the VAE
     (254 MB); no umT5 (models_wan.py). About 20 s to write."""
-    folder = _cache_dir(tmp_path_factory, models, models_dit, models_wan)
+    folder = _cache_dir(tmp_path_factory, models, models_dit, models_qwen_image, models_wan)
     return {
         "diffusion_model": models.build_once(folder / "wan2.1-t2v-1.3b-q4_0.gguf", models_wan.write_wan_t2v),
         "vae": models.build_once(folder / "wan_2.1_vae.safetensors", models_wan.write_wan_vae),

@@ -8,9 +8,8 @@ Two files, as ComfyUI's repackaged release names them (no prefix):
   width 1536) or 40 (the 14B ones, width 5120) and aborts on any other count, so this is the real
   size: 1.42 G parameters, 0.8 GB. The 5-D patch embedding is stored 4-D (output and input channels
   folded together), as ggml and city96's GGUF conversions hold it.
-* ``wan_2.1_vae.safetensors``: the Wan 2.1 causal 3-D VAE (``encoder.downsamples.N.residual.2.weight``,
-  ``decoder.upsamples.N.resample.1.weight``, ``conv1``, ``conv2``): sizes fixed in wan.hpp, 127 M
-  parameters, 254 MB in float16.
+* ``wan_2.1_vae.safetensors``: the Wan 2.1 causal 3-D VAE, which Qwen-Image uses too: written by
+  models_qwen_image.write_vae (sizes fixed in wan.hpp, 127 M parameters, 254 MB in float16).
 
 Not written: umt5-xxl (t5.hpp fixes 24 layers of 4096, 5.7 G parameters with its 256 k-token
 embedding, 3.2 GB in q4_0, and it encodes every prompt padded to 512 tokens: about 4.7 TFLOP per
@@ -26,98 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .models import _METADATA, _Scope, write_safetensors
+from .models import _Scope
 from .models_dit import _lazy, write_gguf
+from .models_qwen_image import write_vae as write_wan_vae
 
 __all__ = ["write_wan_t2v", "write_wan_vae"]
 
 # wan.hpp's WanRunner for 30 blocks (Wan2.1-T2V-1.3B).
 _DEPTH, _WIDTH, _FFN, _FREQ, _TEXT, _LATENT = 30, 1536, 8960, 256, 4096, 16
 _PATCH = (1, 2, 2)  # frames, height, width
-# WanVAE (Wan 2.1): base width 96, multipliers 1, 2, 4, 4, two residual blocks per level.
-_VAE_DIM, _VAE_MULT, _VAE_RES = 96, (1, 2, 4, 4), 2
-_TIME_DOWN, _TIME_UP = (False, True, True), (True, True, False)
-
-
-def _rms(s: _Scope, c: int, spatial_dims: int = 3) -> None:
-    """The VAE's RMS_norm: a gamma shaped (c, 1, 1, 1) for video features, (c, 1, 1) for images."""
-    s._add("gamma", (c, *(1,) * spatial_dims), "norm")
-
-
-def _conv3d(s: _Scope, cout: int, cin: int, kernel=(3, 3, 3)) -> None:
-    s._add("weight", (cout, cin, *kernel), "weight")
-    s._add("bias", (cout,), "bias")
-
-
-def _residual(s: _Scope, cin: int, cout: int) -> None:
-    _rms(s("residual.0"), cin)
-    _conv3d(s("residual.2"), cout, cin)
-    _rms(s("residual.3"), cout)
-    _conv3d(s("residual.6"), cout, cout)
-    if cin != cout:
-        _conv3d(s("shortcut"), cout, cin, (1, 1, 1))
-
-
-def _attention(s: _Scope, c: int) -> None:
-    _rms(s("norm"), c, spatial_dims=2)
-    s("to_qkv").conv(3 * c, c, 1)
-    s("proj").conv(c, c, 1)
-
-
-def _middle(s: _Scope, c: int) -> None:
-    _residual(s("middle.0"), c, c)
-    _attention(s("middle.1"), c)
-    _residual(s("middle.2"), c, c)
-
-
-def _resample(s: _Scope, c: int, mode: str) -> None:
-    """wan.hpp's Resample: a 3x3 convolution (halving the channels when upsampling), and for the
-    modes that also resample time, a causal convolution over 3 frames."""
-    up = mode.startswith("up")
-    s("resample.1").conv(c // 2 if up else c, c)
-    if mode.endswith("3d"):
-        _conv3d(s("time_conv"), 2 * c if up else c, c, (3, 1, 1))
-
-
-def _encoder(s: _Scope) -> None:
-    dims = [_VAE_DIM * m for m in (1, *_VAE_MULT)]
-    _conv3d(s("conv1"), dims[0], 3)
-    index = 0
-    for i, (cin, cout) in enumerate(zip(dims, dims[1:])):
-        for _ in range(_VAE_RES):
-            _residual(s(f"downsamples.{index}"), cin, cout)
-            cin, index = cout, index + 1
-        if i != len(_VAE_MULT) - 1:
-            _resample(s(f"downsamples.{index}"), cout, "downsample3d" if _TIME_DOWN[i] else "downsample2d")
-            index += 1
-    _middle(s, dims[-1])
-    _rms(s("head.0"), dims[-1])
-    _conv3d(s("head.2"), 2 * _LATENT, dims[-1])
-
-
-def _decoder(s: _Scope) -> None:
-    dims = [_VAE_DIM * _VAE_MULT[-1], *(_VAE_DIM * m for m in reversed(_VAE_MULT))]
-    _conv3d(s("conv1"), dims[0], _LATENT)
-    _middle(s, dims[0])
-    index = 0
-    for i, (cin, cout) in enumerate(zip(dims, dims[1:])):
-        if i > 0:  # the previous level's upsampling convolution halved the channels
-            cin //= 2
-        for _ in range(_VAE_RES + 1):
-            _residual(s(f"upsamples.{index}"), cin, cout)
-            cin, index = cout, index + 1
-        if i != len(_VAE_MULT) - 1:
-            _resample(s(f"upsamples.{index}"), cout, "upsample3d" if _TIME_UP[i] else "upsample2d")
-            index += 1
-    _rms(s("head.0"), dims[-1])
-    _conv3d(s("head.2"), 3, dims[-1])
-
-
-def _wan_vae(s: _Scope) -> None:
-    _encoder(s("encoder"))
-    _conv3d(s("conv1"), 2 * _LATENT, 2 * _LATENT, (1, 1, 1))
-    _decoder(s("decoder"))
-    _conv3d(s("conv2"), _LATENT, _LATENT, (1, 1, 1))
 
 
 def _attention_projections(s: _Scope, c: int) -> None:
@@ -154,8 +70,3 @@ def write_wan_t2v(path, *, seed: int = 0, depth: int = _DEPTH) -> Path:
     makes a file the engine cannot load (2 blocks: 58 MB)."""
     return write_gguf(path, _lazy(partial(_wan_dit, depth=depth), seed, np.float32))
 
-
-def write_wan_vae(path, *, seed: int = 0) -> Path:
-    """The Wan 2.1 VAE (254 MB)."""
-    write_safetensors(path, _lazy(_wan_vae, seed), _METADATA)
-    return Path(path)
