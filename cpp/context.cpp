@@ -63,8 +63,8 @@ const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] 
 
 // The settings image and video generation share, from `o` into the engine's call `p` (an
 // sd_img_gen_params_t or sd_vid_gen_params_t). The caller keeps `loras` and `skip_layers` alive.
-template <typename Call>
-void fill_shared(const GenerationParams& o, Call& p, std::vector<sd_lora_t>& loras, std::vector<int>& skip_layers) {
+template <typename EngineParams>
+void fill_shared(const GenerationParams& o, EngineParams& p, std::vector<sd_lora_t>& loras, std::vector<int>& skip_layers) {
     p.prompt                                    = o.prompt.c_str();
     p.negative_prompt                           = o.negative_prompt.c_str();
     p.width                                     = o.width;
