@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's measurements, as run on the lent H200 (no network there; docs/benchmarks.md):
 #   bash benchmarks/gpu_run.sh CASE...     CASE: test | sd15-512 | sdxl-1024 | sdxl-512-50 | rounding |
-#                                                profile-sd15 | profile-sdxl | quant-sd15 | quant-sdxl
+#                                                profile-sd15 | profile-sdxl | quant-sd15 | quant-sdxl | wan
 # Wheels and the engine archive travel in .device/. The build folder is kept while the machine stays
 # warm, so a second call skips the build. Results are copied to $OUT.
 set -uo pipefail
@@ -43,6 +43,8 @@ for case in "$@"; do
     quant-sdxl) python3 -c 'import sys; sys.path.insert(0, "."); from tests import models, models_sdxl; from pathlib import Path; models.build_once(Path("/tmp/sdcpp-bench-models/sdxl.safetensors"), models_sdxl.write_sdxl_single_file)' && \
         python3 -m benchmarks.quantization /tmp/sdcpp-bench-models/sdxl.safetensors --device cuda --threads 16 --size 1024 --steps 20 --discard \
         --types source,q8_0,q4_0,q4_K --workdir /tmp/quant --json "$OUT/quantization-sdxl-cuda-1024.json" --markdown "$OUT/quantization-sdxl-cuda-1024.md" 2>&1 | tail -6 ;;
+    wan) python3 benchmarks/wan_video.py --device cuda --width 832 --height 480 --frames 33 --steps 20 --runs 2 2>&1 | \
+        tee "$OUT/wan-cuda-832x480x33.txt" ;;
   esac
   cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null
 done

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -60,25 +61,48 @@ const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] 
     {"control_net", &sd_ctx_params_t::control_net_path},
 };
 
-// The sampling extras of `o` (params.h's SDCPP_SAMPLING_EXTRAS) into the engine's call; the
-// skip-layer list is pointed at by the caller, which keeps it alive.
-void set_sampling_extras(const GenerationParams& o, sd_img_gen_params_t& p) {
+// The settings image and video generation share, from `o` into the engine's call `p` (an
+// sd_img_gen_params_t or sd_vid_gen_params_t). The caller keeps `loras` and `skip_layers` alive.
+template <typename EngineParams>
+void fill_shared(const GenerationParams& o, EngineParams& p, std::vector<sd_lora_t>& loras, std::vector<int>& skip_layers) {
+    p.prompt                                    = o.prompt.c_str();
+    p.negative_prompt                           = o.negative_prompt.c_str();
+    p.width                                     = o.width;
+    p.height                                    = o.height;
+    p.seed                                      = o.seed;
+    p.clip_skip                                 = o.clip_skip;
+    p.strength                                  = o.strength;
+    p.sample_params.sample_steps                = o.steps;
+    p.sample_params.guidance.txt_cfg            = o.cfg_scale;
+    p.sample_params.guidance.distilled_guidance = o.guidance;
+    p.sample_params.flow_shift                  = o.flow_shift;
+    p.sample_params.sample_method = parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+    p.sample_params.scheduler     = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
+    for (const auto& [path, weight] : o.loras) {
+        loras.push_back(sd_lora_t{false, weight, path.c_str()});
+    }
+    p.loras      = loras.data();
+    p.lora_count = static_cast<uint32_t>(loras.size());
+    // The sampling extras (params.h's SDCPP_SAMPLING_EXTRAS).
     if (o.vae_tiling) {
         const VaeTiling& t  = *o.vae_tiling;
         p.vae_tiling_params = sd_tiling_params_t{true, t.tile_size_x, t.tile_size_y, t.target_overlap, t.rel_size_x,
                                                  t.rel_size_y};
     }
-    p.cache.mode                       = cache_mode_from_name(o.cache_mode);
-    p.cache.reuse_threshold            = o.cache_threshold;
-    p.sample_params.custom_sigmas      = const_cast<float*>(o.custom_sigmas.data());
+    p.cache.mode                        = cache_mode_from_name(o.cache_mode);
+    p.cache.reuse_threshold             = o.cache_threshold;
+    p.sample_params.custom_sigmas       = const_cast<float*>(o.custom_sigmas.data());
     p.sample_params.custom_sigmas_count = static_cast<int>(o.custom_sigmas.size());
-    p.sample_params.eta                = o.eta;
-    p.sample_params.guidance.img_cfg   = o.img_cfg_scale;
+    p.sample_params.eta                 = o.eta;
+    p.sample_params.guidance.img_cfg    = o.img_cfg_scale;
     if (o.slg) {
+        skip_layers                              = o.slg->layers;
         p.sample_params.guidance.slg.layer_start = o.slg->layer_start;
         p.sample_params.guidance.slg.layer_end   = o.slg->layer_end;
         p.sample_params.guidance.slg.scale       = o.slg->scale;
     }
+    p.sample_params.guidance.slg.layers      = skip_layers.data();
+    p.sample_params.guidance.slg.layer_count = skip_layers.size();
 }
 
 struct LoadOptions {
@@ -169,22 +193,14 @@ public:
                                                     py::object preview, uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
-        p.prompt                           = o.prompt.c_str();
-        p.negative_prompt                  = o.negative_prompt.c_str();
-        p.width                            = o.width;
-        p.height                           = o.height;
-        p.seed                             = o.seed;
-        p.batch_count                      = o.batch;
-        p.clip_skip                        = o.clip_skip;
-        p.sample_params.sample_steps       = o.steps;
-        p.sample_params.guidance.txt_cfg   = o.cfg_scale;
-        p.sample_params.guidance.distilled_guidance = o.guidance;
-        p.sample_params.flow_shift         = o.flow_shift;
-        p.strength                         = o.strength;
-        p.control_strength                 = o.control_strength;
-        p.init_image                       = image_view(init_image);
-        p.mask_image                       = image_view(mask_image);
-        p.control_image                    = image_view(control_image);
+        std::vector<sd_lora_t> loras;
+        std::vector<int> skip_layers;
+        fill_shared(o, p, loras, skip_layers);
+        p.batch_count      = o.batch;
+        p.control_strength = o.control_strength;
+        p.init_image       = image_view(init_image);
+        p.mask_image       = image_view(mask_image);
+        p.control_image    = image_view(control_image);
         std::vector<sd_image_t> refs;
         for (const Pixels& ref : ref_images) {
             refs.push_back(image_view(ref));
@@ -193,69 +209,36 @@ public:
         p.ref_images_count      = static_cast<int>(refs.size());
         p.auto_resize_ref_image = o.auto_resize_ref_image;
         p.increase_ref_index    = o.increase_ref_index;
-        std::vector<sd_lora_t> loras;
-        for (const auto& [path, weight] : o.loras) {
-            loras.push_back(sd_lora_t{false, weight, path.c_str()});
-        }
-        p.loras      = loras.data();
-        p.lora_count = static_cast<uint32_t>(loras.size());
-        p.sample_params.sample_method =
-            parse_name(o.sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
-        p.sample_params.scheduler = parse_name(o.scheduler, str_to_scheduler, SCHEDULER_COUNT, "scheduler");
         fill_hires_params(o.hires, &p.hires);
-        set_sampling_extras(o, p);
-        std::vector<int> skip_layers = o.slg ? o.slg->layers : std::vector<int>{};
-        p.sample_params.guidance.slg.layers      = skip_layers.data();
-        p.sample_params.guidance.slg.layer_count = skip_layers.size();
+        return run("Generator.generate()", "image", o, std::move(progress), std::move(preview), ticket, [&](sd_ctx_t* ctx) {
+            return std::make_pair(generate_image(ctx, &p), o.batch);
+        });
+    }
 
-        if (ticket == 0) {
-            ticket = begin_generation();
-        }
-        const bool previewing = !preview.is_none();
-        CallScope scope(
-            std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); },
-            [this, ticket] { return is_cancelled(ticket); }, std::move(preview));
-        call_mutex_.refuse_reentry("Generator.generate()");
-        sd_image_t* images = nullptr;
-        bool cancelled     = false;
-        std::string engine_exception;
-        {
-            py::gil_scoped_release nogil;
-            std::lock_guard<OwnedMutex> lock(call_mutex_);
-            PreviewScope previews(previewing, o.preview_mode, o.preview_every);
-            sd_ctx_t* ctx = live();
-            if (start_running(ctx, ticket)) {
-                try {
-                    images = generate_image(ctx, &p);
-                } catch (const std::exception& e) {
-                    engine_exception = e.what();
-                }
-            }
-            stop_running();
-            cancelled = is_cancelled(ticket);
-        }
-        if (!engine_exception.empty()) {
-            throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
-        }
-        if (images && (cancelled || scope.has_callback_error())) {
-            ImageBatch discarded(images, o.batch);
-            images = nullptr;
-        }
-        scope.rethrow_callback_error();
-        if (!images && cancelled) {
-            throw Cancelled("the generation was cancelled (Generator.cancel())");
-        }
-        if (!images) {
-            throw_unsupported_op(scope);
-            throw GenerationError(with_engine_log("the engine produced no image", scope));
-        }
-        ImageBatch batch(images, o.batch);
-        for (int i = 0; i < batch.size(); ++i) {
-            if (!batch[i].data) {
-                throw GenerationError(with_engine_log("the engine failed to decode image " + std::to_string(i), scope));
-            }
-        }
-        return to_arrays(std::move(batch));
+    // The frames of a video (Wan): one (height, width, 3) uint8 array per frame.
+    py::typing::List<py::array_t<uint8_t>> generate_video(const GenerationParams& o, const VideoParams& v,
+                                                          const std::optional<Pixels>& init_image,
+                                                          const std::optional<Pixels>& end_image, py::object progress,
+                                                          uint64_t ticket) {
+        sd_vid_gen_params_t p;
+        sd_vid_gen_params_init(&p);
+        std::vector<sd_lora_t> loras;
+        std::vector<int> skip_layers;
+        fill_shared(o, p, loras, skip_layers);
+        p.init_image                                = image_view(init_image);
+        p.end_image                                 = image_view(end_image);
+        p.video_frames                              = v.frames;
+        p.moe_boundary                              = v.moe_boundary;
+        p.high_noise_sample_params.sample_steps     = v.high_noise_steps;
+        p.high_noise_sample_params.guidance.txt_cfg = std::isfinite(v.high_noise_cfg_scale) ? v.high_noise_cfg_scale
+                                                                                             : o.cfg_scale;
+        p.high_noise_sample_params.sample_method =
+            parse_name(v.high_noise_sampler, str_to_sample_method, SAMPLE_METHOD_COUNT, "sampler");
+        return run("Generator.generate_video()", "video", o, std::move(progress), py::none(), ticket, [&](sd_ctx_t* ctx) {
+            int frames = 0;
+            sd_image_t* images = ::generate_video(ctx, &p, &frames);
+            return std::make_pair(images, frames);
+        });
     }
 
     std::string default_sample_method() {
@@ -283,6 +266,9 @@ public:
     }
     std::string prediction() {  // 0035-context-prediction.patch
         return with_ctx([](sd_ctx_t* ctx) { return std::string(sd_prediction_name(sd_ctx_prediction(ctx))); });
+    }
+    bool supports_video() {
+        return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_supports_video_generation(ctx); });
     }
     float default_flow_shift() {  // 0035-context-prediction.patch; infinity: not a flow model
         return with_ctx([](sd_ctx_t* ctx) { return sd_ctx_default_flow_shift(ctx); });
@@ -331,6 +317,63 @@ public:
     bool closed() const { return closed_.load(); }
 
 private:
+    // Runs `call` (an engine generation on the live context, returning its images and their count)
+    // with the GIL released, as the generation holding `ticket`, so that cancel() stops it; turns
+    // what the engine returned into arrays or the exception that says why there are none.
+    template <typename Call>
+    py::typing::List<py::array_t<uint8_t>> run(const char* caller, const char* output, const GenerationParams& o,
+                                               py::object progress, py::object preview, uint64_t ticket, Call call) {
+        if (ticket == 0) {
+            ticket = begin_generation();
+        }
+        const bool previewing = !preview.is_none();
+        CallScope scope(
+            std::move(progress), logger_, [this] { sd_ctx_request_cancel(ctx_.get(), true); },
+            [this, ticket] { return is_cancelled(ticket); }, std::move(preview));
+        call_mutex_.refuse_reentry(caller);
+        std::pair<sd_image_t*, int> images{nullptr, 0};
+        bool cancelled = false;
+        std::string engine_exception;
+        {
+            py::gil_scoped_release nogil;
+            std::lock_guard<OwnedMutex> lock(call_mutex_);
+            PreviewScope previews(previewing, o.preview_mode, o.preview_every);
+            sd_ctx_t* ctx = live();
+            if (start_running(ctx, ticket)) {
+                try {
+                    images = call(ctx);
+                } catch (const std::exception& e) {
+                    engine_exception = e.what();
+                }
+            }
+            stop_running();
+            cancelled = is_cancelled(ticket);
+        }
+        if (!engine_exception.empty()) {
+            throw GenerationError(with_engine_log("the engine failed: " + engine_exception, scope));
+        }
+        if (images.first && (cancelled || scope.has_callback_error())) {
+            ImageBatch discarded(images.first, images.second);
+            images.first = nullptr;
+        }
+        scope.rethrow_callback_error();
+        if (!images.first && cancelled) {
+            throw Cancelled("the generation was cancelled (Generator.cancel())");
+        }
+        if (!images.first) {
+            throw_unsupported_op(scope);
+            throw GenerationError(with_engine_log(std::string("the engine produced no ") + output, scope));
+        }
+        ImageBatch batch(images.first, images.second);
+        for (int i = 0; i < batch.size(); ++i) {
+            if (!batch[i].data) {
+                throw GenerationError(
+                    with_engine_log(std::string("the engine failed to decode ") + output + " " + std::to_string(i), scope));
+            }
+        }
+        return to_arrays(std::move(batch));
+    }
+
     // Runs a quick query on the live context while close() cannot free it. The GIL is released
     // first: close() holds handle_mutex_ while the engine frees memory, and the engine may log.
     template <typename F>
@@ -444,6 +487,20 @@ Raises:
     KeyboardInterrupt: Ctrl-C, checked at every sampling step.
     sdcpp.GenerationError: the engine produced no image; the message carries its log.
 )pbdoc")
+        .def("generate_video", &Context::generate_video, py::arg("params"), py::arg("video"), py::kw_only(),
+             py::arg("init_image") = py::none(), py::arg("end_image") = py::none(),
+             py::arg("progress").none(true) = py::none(), py::arg("ticket") = 0,
+             R"pbdoc(
+Text (and first/last frame) to video, for the models supports_video says. Takes generate()'s settings
+(batch, hires, control and mask are not used) and the video's own; init_image and end_image are
+(height, width, 3) uint8 arrays of the output size. Returns one (height, width, 3) uint8 array per
+frame, viewing the engine's memory; progress and ticket as for generate().
+
+Raises:
+    sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
+    RuntimeError: called from a progress callback or log handler of a call on this context.
+    sdcpp.GenerationError: the engine produced no video; the message carries its log.
+)pbdoc")
         .def("default_sample_method", &Context::default_sample_method)
         .def("default_scheduler", &Context::default_scheduler, py::arg("sample_method"))
         .def_property_readonly("model_version", &Context::model_version)
@@ -452,6 +509,8 @@ Raises:
         .def_property_readonly("spatial_multiple", &Context::spatial_multiple)
         .def_property_readonly("prediction", &Context::prediction)
         .def_property_readonly("default_flow_shift", &Context::default_flow_shift)
+        .def_property_readonly("supports_video", &Context::supports_video,
+                               "Whether the model makes videos (Wan, SVD) rather than images.")
         .def_property_readonly("closed", &Context::closed)
         .def("begin_generation", &Context::begin_generation,
              "A ticket for generate(): cancel() stops the generations whose ticket was taken before it.")

@@ -1,4 +1,4 @@
-// _core.GenerationParams and its groups (VaeTiling, SkipLayerGuidance, HiresFix): the engine call's settings, one named attribute per field.
+// _core.GenerationParams and its groups (VaeTiling, SkipLayerGuidance, HiresFix), and _core.VideoParams: the engine call's settings, one named attribute per field.
 #include "params.h"
 
 #include <pybind11/stl.h>
@@ -53,6 +53,7 @@ void register_params(py::module_& m, py::module_& testing) {
     SDCPP_BIND_GROUP(SkipLayerGuidance, SDCPP_SKIP_LAYER_GUIDANCE,
                      "The engine's skip-layer guidance; see sdcpp.SkipLayerGuidance.")
     SDCPP_BIND_GROUP(HiresFix, SDCPP_HIRES_FIX, "The hires fix's settings; filled by name from sdcpp.HiresFix.")
+    SDCPP_BIND_GROUP(VideoParams, SDCPP_VIDEO_PARAMS, "A video's own settings; filled by name from sdcpp.VideoParams.")
 #undef SDCPP_BIND_GROUP
 #undef SDCPP_BIND_GROUP_FIELD
 

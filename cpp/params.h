@@ -43,7 +43,20 @@ using LoraWeights = std::map<std::string, float>;
     X(std::string, model)          \
     X(int, tile_size)
 
+// A video's own settings (the rest are GenerationParams'), bound as _core.VideoParams and filled by
+// field name from sdcpp.VideoParams: the engine's sd_vid_gen_params_t. The high-noise settings are
+// for Wan 2.2's second expert; -1, "" and infinity mean "the engine decides" where Python's None does.
+#define SDCPP_VIDEO_PARAMS(X)            \
+    X(int, frames)                       \
+    X(int, high_noise_steps)             \
+    X(float, high_noise_cfg_scale)       \
+    X(std::string, high_noise_sampler)   \
+    X(float, moe_boundary)
+
 #define SDCPP_DECLARE_FIELD(type, name) type name{};
+struct VideoParams {
+    SDCPP_VIDEO_PARAMS(SDCPP_DECLARE_FIELD)
+};
 struct VaeTiling {
     SDCPP_VAE_TILING(SDCPP_DECLARE_FIELD)
 };

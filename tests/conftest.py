@@ -22,7 +22,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_dit, models_extra, models_qwen_image, models_sd2, models_sdxl
+from . import models, models_dit, models_extra, models_qwen_image, models_sd2, models_sdxl, models_wan
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -211,6 +211,17 @@ def qwen_image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         "diffusion_model": models.build_once(folder / "qwen-image-q4_0.gguf", models_qwen_image.write_dit),
         "llm": models.build_once(folder / "qwen2.5-vl-7b-q4_0.gguf", models_qwen_image.write_llm),
         "vae": models.build_once(folder / "qwen_image_vae.safetensors", models_qwen_image.write_vae),
+    }
+
+
+@pytest.fixture(scope="session")
+def wan_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Wan 2.1 T2V 1.3B as the files people download: the transformer as q4_0 GGUF (0.8 GB) and the VAE
+    (254 MB); no umT5 (models_wan.py). About 20 s to write."""
+    folder = _cache_dir(tmp_path_factory, models, models_dit, models_qwen_image, models_wan)
+    return {
+        "diffusion_model": models.build_once(folder / "wan2.1-t2v-1.3b-q4_0.gguf", models_wan.write_wan_t2v),
+        "vae": models.build_once(folder / "wan_2.1_vae.safetensors", models_wan.write_wan_vae),
     }
 
 

@@ -33,8 +33,9 @@ from .inspect import ModelInfo, inspect
 from .convert import FileExistsSdcppError, convert
 from .images import GeneratedImage
 from .names import CacheMode, HiresUpscaler, LoraApplyMode, Prediction, PreviewMode, Sampler, Scheduler
-from .params import GenerationParams, HiresFix, SkipLayerGuidance, VaeTiling
+from .params import GenerationParams, HiresFix, SkipLayerGuidance, VaeTiling, VideoParams
 from .upscaler import Upscaler
+from .video import Video
 from ._core import __version__
 from .doctor import self_test
 from .profiling import OpProfile, profile_ops
@@ -68,6 +69,8 @@ __all__ = [
     "Tokens",
     "Upscaler",
     "VaeTiling",
+    "Video",
+    "VideoParams",
     "__version__",
     "convert",
     "inspect",

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "REQUIRED", "RECOMMENDED"]
+__all__ = [
+    "FAMILIES", "detect", "convert_name", "is_unet", "is_unused", "unet_family", "wan_depth", "wan_frame_inputs",
+    "REQUIRED", "RECOMMENDED", "WAN", "WAN_DEPTHS",
+]
 
 Shapes = Mapping[str, Sequence[int]]  # name -> ggml ne (innermost first)
 
@@ -27,6 +30,7 @@ SD1 = {"SD 1.x", "SD 1.x Inpaint", "Instruct-Pix2Pix", "SD 1.x Tiny UNet", "SDXS
 SD2 = {"SD 2.x", "SD 2.x Inpaint", "SD 2.x Tiny UNet", "SDXS (09)"}
 SDXL = {"SDXL", "SDXL Inpaint", "SDXL Instruct-Pix2Pix", "SDXL (Vega)", "SDXL (SSD1B)"}
 UNET = SD1 | SD2 | SDXL
+WAN = {"Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V"}
 
 # The components each family's pipeline reads (stable-diffusion.cpp picks the text encoders by family),
 # named as the Generator argument that supplies each.
@@ -38,7 +42,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "SD3.x": _CLIP,
     **{f: _CLIP for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
     "Chroma Radiance": ("diffusion_model", "t5xxl"),
-    **{f: ("diffusion_model", "vae", "t5xxl") for f in ("Wan 2.x", "Wan 2.2 I2V", "Wan 2.2 TI2V")},
+    **{f: ("diffusion_model", "vae") for f in WAN},
     **{
         f: ("diffusion_model", "vae", "llm")
         for f in ("Qwen Image", "Anima", "Flux.2", "Flux.2 klein", "Z-Image", "Ovis Image", "Ernie Image")
@@ -47,8 +51,10 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 # Text encoders the engine runs without, feeding zeros in their place and warning that prompt adherence
 # suffers (SD3CLIPEmbedder and FluxCLIPEmbedder, src/conditioner.hpp; for SD3 without clip_g, patch 0031).
+# Wan's umT5 is its only text encoder: without it (T5CLIPEmbedder) the prompt has no effect at all.
 RECOMMENDED: dict[str, tuple[str, ...]] = {
     "SD3.x": ("clip_g", "t5xxl"),
+    **{f: ("t5xxl",) for f in WAN},
     **{f: ("t5xxl",) for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
 }
 
@@ -263,6 +269,28 @@ def _diffusers_unet_to_original(name: str, xl: bool) -> str:
 
 # The width of a UNet's cross-attention keys is its text encoder's (context_dim in src/unet.hpp).
 _CONTEXT_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+# The transformer depths wan.hpp's WanRunner knows (30: Wan 2.1 1.3B and Wan 2.2 TI2V 5B; 40: the 14B
+# models); it aborts the process on any other.
+WAN_DEPTHS = (30, 40)
+
+
+def wan_depth(shapes: Shapes) -> int:
+    """The number of transformer blocks of a Wan diffusion model, counted as WanRunner counts them."""
+    prefix = "model.diffusion_model.blocks."
+    return max((int(n[len(prefix):].split(".")[0]) + 1 for n in shapes if n.startswith(prefix)), default=0)
+
+
+def wan_frame_inputs(family: Optional[str], shapes: Shapes) -> tuple[str, ...]:
+    """Which of ``init_image`` and ``end_image`` the engine uses for a Wan model (the rest it ignores):
+    prepare_video_generation_latents in src/stable-diffusion.cpp, by the transformer wan.hpp finds."""
+    prefix = "model.diffusion_model."
+    if family == "Wan 2.2 I2V" or any(n.startswith(prefix + "img_emb") for n in shapes):  # I2V, FLF2V
+        return ("init_image", "end_image")
+    if family == "Wan 2.2 TI2V" or any(n.startswith(prefix + "vace_blocks.") for n in shapes):  # VACE: a reference
+        return ("init_image",)
+    return ()  # text to video
 
 
 def unet_family(shapes: Shapes) -> Optional[str]:

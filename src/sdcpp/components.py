@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from . import _detect
 from .errors import ModelLoadError
 from .inspect import read_model
 
@@ -37,19 +38,29 @@ COMPONENTS: dict[str, str] = {
 _INSPECTED = ("diffusion_model", "vae", "clip_l", "clip_g", "t5xxl", "llm")
 
 
-def check_complete(paths: Mapping[str, str]) -> None:
+def check_complete(paths: Mapping[str, str]) -> tuple[str, ...]:
     """Refuse, before the engine reads any weights, a set of files that lacks a component the family needs.
 
     The family is detected from the files' headers as the engine would (for a UNet given without its
     text encoders, from its attention width). A model the headers cannot place is left to the engine.
 
+    Returns:
+        For a video model, the frames it can be given (``"init_image"``, ``"end_image"``); else ``()``.
+
     Raises:
-        sdcpp.ModelLoadError: naming each missing component and the argument that supplies it.
+        sdcpp.ModelLoadError: naming each missing component and the argument that supplies it, or a Wan
+            transformer of a depth the engine does not know (it aborts the process on those).
     """
-    info, family = read_model(paths.get("model"), {k: v for k, v in paths.items() if k in _INSPECTED})
+    info, family, tensors = read_model(paths.get("model"), {k: v for k, v in paths.items() if k in _INSPECTED})
+    depth = _detect.wan_depth(tensors) if family in _detect.WAN else None
+    if depth is not None and depth not in _detect.WAN_DEPTHS:
+        raise ModelLoadError(
+            f"diffusion_model: this Wan transformer has {depth} blocks; the engine (wan.hpp) only knows 30 "
+            "(Wan 2.1 1.3B, Wan 2.2 TI2V 5B) and 40 (the 14B models) and would abort on it"
+        )
     missing = [c for c in info.missing if not (c == "vae" and "taesd" in paths)]
     if not missing:
-        return
+        return _detect.wan_frame_inputs(family, tensors) if family in _detect.WAN else ()
     lines = "\n".join(f"  {c}=PATH: {COMPONENTS[c]}" for c in missing)
     files = ", ".join(f"{k}={os.path.basename(v)!r}" for k, v in paths.items())
     raise ModelLoadError(

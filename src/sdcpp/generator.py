@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, overload
@@ -18,7 +18,7 @@ from ._logs import logger, sync_level
 from .devices import devices, resolve_device, warn_skipped
 from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
 from .files import check_model_path
-from .images import GeneratedImage
+from .images import GeneratedImage, ImageInput, input_pixels
 from .loras import find_embeddings, resolve_loras, split_prompt
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
@@ -26,6 +26,7 @@ from .names import UNET_CACHE_MODES, CacheMode, HiresUpscaler, LoraApplyMode, Pr
 from .params import (
     SEED_LIMIT,
     GenerationParams,
+    VideoParams,
     ProgressCallback,
     check_field,
     check_seed,
@@ -35,6 +36,7 @@ from .params import (
     to_core,
 )
 from .upscaler import check_upscaler_path
+from .video import Video
 
 __all__ = ["Generator", "ProgressCallback", "Tokens"]
 
@@ -142,7 +144,7 @@ class Generator:
             raise InvalidArgumentError(
                 f"prediction: unknown prediction {prediction!r}; one of {', '.join(p.value for p in Prediction)}"
             )
-        check_complete(checked)
+        frame_inputs = check_complete(checked)
         if weight_type is not None and weight_type not in _core.weight_types():
             raise InvalidArgumentError(
                 f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
@@ -212,6 +214,9 @@ class Generator:
         self.weight_types: dict[str, dict[str, int]] = _parse_weight_types(self._ctx.weight_types)
         #: Width and height must be multiples of this (64 for the UNet models: SD 1.x/2.x/XL).
         self.size_multiple: int = self._ctx.spatial_multiple
+        #: Whether the model makes videos (Wan): use :meth:`generate_video`, not :meth:`generate`.
+        self.makes_video: bool = self._ctx.supports_video
+        self._frame_inputs = frame_inputs  # the frames generate_video uses; the engine ignores the others
         #: What the diffusion model predicts: the ``prediction`` asked for, or the engine's choice.
         self.prediction = Prediction(self._ctx.prediction)
         sampler = Sampler(self._ctx.default_sample_method())
@@ -250,10 +255,12 @@ class Generator:
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
         ticket = self._ctx.begin_generation()  # from here on, cancel() stops this call
-        given = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], GenerationParams) else None
-        params = self.with_defaults(given or GenerationParams(*args, **kwargs))
-        self._check_size(params.width, params.height)
-        self._check_memory(params.width, params.height)
+        if self.makes_video:
+            raise InvalidArgumentError(
+                f"Generator.generate: {self.family} makes videos, not images; call generate_video() "
+                "(a one-frame video is generate_video(..., frames=1))"
+            )
+        params = self._params(args, kwargs)
         hires = params.hires
         if hires is not None and hires.upscaler is not HiresUpscaler.NONE:
             target = hires.size(params.width, params.height)
@@ -264,17 +271,9 @@ class Generator:
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
         self._check_applies(params)
-        seed = params.seed
-        if seed == -1:
-            seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
-            logger.info("seed %d", seed)
-        params = replace(params, seed=seed)
-        prompt, tagged = split_prompt(params.prompt)
-        loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
-
-        sync_level()
+        params, core = self._for_engine(params)
         arrays = self._ctx.generate(
-            to_core(replace(params, prompt=prompt, loras=loras)),
+            core,
             init_image=params.init_image,
             mask_image=params.mask_image,
             control_image=params.control_image,
@@ -283,15 +282,94 @@ class Generator:
             preview=_preview_images(params.preview),
             ticket=ticket,
         )
-        info = {
+        info = self._info({n: getattr(params, n) for n in ("init_image", "mask_image", "control_image", "ref_images")})
+        return [
+            GeneratedImage.from_array(a, replace(params, seed=params.seed + i, batch=1), info) for i, a in enumerate(arrays)
+        ]
+
+    def _params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> GenerationParams:
+        """generate()'s arguments (a GenerationParams or its fields) with the defaults, size checked."""
+        given = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], GenerationParams) else None
+        params = self.with_defaults(given or GenerationParams(*args, **kwargs))
+        self._check_size(params.width, params.height)
+        self._check_memory(params.width, params.height)
+        return params
+
+    def generate_video(
+        self, *args: Any, video: Union[VideoParams, Mapping[str, Any], None] = None,
+        end_image: Optional[ImageInput] = None, **kwargs: Any,
+    ) -> Video:
+        """Generate a video (Wan 2.x) from a text prompt, optionally from a first and a last frame.
+
+        Takes :meth:`generate`'s arguments for what a video shares with an image (prompt, negative
+        prompt, size, steps, cfg_scale, sampler, flow_shift, seed, LoRAs, ``init_image`` as the first
+        frame, ``progress``) and the video's own (:class:`VideoParams`: ``frames``, Wan 2.2's
+        high-noise settings) as keywords or as ``video=``. ``end_image`` is the last frame
+        (first-last-frame models). ``batch``, ``hires``, masks, ControlNet and previews are image-only.
+
+        Returns:
+            A :class:`Video` of ``frames`` :class:`GeneratedImage` frames.
+
+        Raises:
+            sdcpp.InvalidArgumentError: a setting is out of bounds, or the model makes images, not videos.
+            sdcpp.Cancelled: :meth:`cancel` was called from another thread.
+            sdcpp.GenerationError: the engine produced no video; the message carries its log.
+        """
+        ticket = self._ctx.begin_generation()
+        if not self.makes_video:
+            raise InvalidArgumentError(
+                f"Generator.generate_video: {self.family} makes images, not videos; call generate(), or load a "
+                "video model (Wan 2.x: docs/video.md)"
+            )
+        own = {k: kwargs.pop(k) for k in [f.name for f in fields(VideoParams)] if k in kwargs}
+        if video is not None and own:
+            raise InvalidArgumentError(f"{', '.join(own)}: give the video's settings as video= or as keywords, not both")
+        if isinstance(video, Mapping):
+            video = VideoParams(**video)
+        elif video is None:
+            video = VideoParams(**own)
+        elif not isinstance(video, VideoParams):
+            raise InvalidArgumentError(f"video: must be a VideoParams or a dict of its fields, not {type(video).__name__}")
+        params = self._params(args, kwargs)
+        for name, unused in (("batch", params.batch != 1), ("hires", params.hires is not None),
+                             ("mask_image", params.mask_image is not None),
+                             ("control_image", params.control_image is not None), ("preview", params.preview is not None)):
+            if unused:
+                raise InvalidArgumentError(f"{name}: not used by generate_video (image generation only)")
+        self._check_applies(params)
+        end = input_pixels(end_image, "end_image", params.width, params.height)
+        for name, frame in (("init_image", params.init_image), ("end_image", end)):
+            if frame is not None and name not in self._frame_inputs:
+                takes = " and ".join(self._frame_inputs) or "no input frames (text to video)"
+                raise InvalidArgumentError(
+                    f"{name}: this {self.family} model takes {takes}; the engine would ignore it (docs/video.md)"
+                )
+        params, core = self._for_engine(params)
+        arrays = self._ctx.generate_video(core, to_core(video), init_image=params.init_image, end_image=end,
+                                          progress=params.progress, ticket=ticket)
+        info = {**self._info({"init_image": params.init_image, "end_image": end}), **video.to_dict()}
+        return Video(tuple(GeneratedImage.from_array(a, params, info) for a in arrays), params, video)
+
+    def _for_engine(self, params: GenerationParams) -> tuple[GenerationParams, Any]:
+        """``params`` with a seed drawn for -1, and the engine's struct of it, with the LoRAs named in the
+        prompt taken out of the prompt and resolved to files. Syncs the engine's log level for the call."""
+        seed = params.seed
+        if seed == -1:
+            seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
+            logger.info("seed %d", seed)
+        params = replace(params, seed=seed)
+        prompt, tagged = split_prompt(params.prompt)
+        loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
+        sync_level()
+        return params, to_core(replace(params, prompt=prompt, loras=loras))
+
+    def _info(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """What a result records beside its parameters: the model, the version, the input images given."""
+        return {
             "model": os.path.basename(self.model), "family": self.family, "sdcpp_version": _core.__version__,
             **({"circular": list(self.circular)} if any(self.circular) else {}),
-            "inputs": [n for n in ("init_image", "mask_image", "control_image", "ref_images")
-                       if getattr(params, n) is not None],
+            "inputs": [n for n, v in inputs.items() if v is not None],
         }
-        return [
-            GeneratedImage.from_array(a, replace(params, seed=seed + i, batch=1), info) for i, a in enumerate(arrays)
-        ]
 
     def with_defaults(self, params: GenerationParams) -> GenerationParams:
         """``params`` with each setting left None replaced by this model's default (:attr:`defaults`);

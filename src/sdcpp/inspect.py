@@ -101,9 +101,12 @@ def inspect(
     return read_model(path, parts)[0]
 
 
-def read_model(path: Optional[PathLike], parts: dict[str, Optional[PathLike]]) -> tuple[ModelInfo, Optional[str]]:
-    """:func:`inspect`'s answer, and the family whose components ``missing`` lists: ``family``, or for a
-    UNet given without the text encoders its attention width needs, the family that width says."""
+def read_model(
+    path: Optional[PathLike], parts: dict[str, Optional[PathLike]]
+) -> tuple[ModelInfo, Optional[str], dict[str, tuple[int, ...]]]:
+    """:func:`inspect`'s answer; the family whose components ``missing`` lists: ``family``, or for a
+    UNet given without the text encoders its attention width needs, the family that width says; and the
+    engine's tensor map (name as loaded -> ggml ne)."""
     if path is None and all(v is None for v in parts.values()):
         raise InvalidArgumentError("path: give a model file or folder (or component files)")
     raw: dict[str, tuple[int, ...]] = {}  # the engine's tensor map: name as loaded -> ggml ne
@@ -153,7 +156,7 @@ def read_model(path: Optional[PathLike], parts: dict[str, Optional[PathLike]]) -
         file_size=sum(f.stat().st_size for f in headers),
         files={str(f): h.format for f, h in headers.items()},
         metadata=metadata,
-    ), needs
+    ), needs, raw
 
 
 def _existing(path: PathLike, argument: str) -> Path:

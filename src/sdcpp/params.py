@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     _P = ParamSpec("_P")
 
 __all__ = [
-    "GenerationParams", "HiresFix", "PreviewCallback", "ProgressCallback", "SkipLayerGuidance", "VaeTiling",
+    "GenerationParams", "HiresFix", "PreviewCallback", "ProgressCallback", "SkipLayerGuidance", "VaeTiling", "VideoParams",
     "check_field", "check_seed", "to_core",
 ]
 
@@ -200,6 +200,42 @@ class HiresFix:
         if self.width is not None and self.height is not None:
             return self.width, self.height
         return round(width * self.scale), round(height * self.scale)
+
+
+def _check_frames(params: Any, frames: int) -> None:
+    if (frames - 1) % 4:
+        below = (frames - 1) // 4 * 4 + 1
+        raise InvalidArgumentError(
+            f"frames: Wan makes 4k + 1 frames (1, 5, 9, ..., 33, ...), not {frames}; pass {below} or {below + 4}"
+        )
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    """A video's own settings; the others (prompt, size, steps, seed, ...) are :class:`GenerationParams`'.
+
+    Given to :meth:`Generator.generate_video` as keyword arguments (``frames=33``) or as ``video=``.
+    The high-noise settings are for Wan 2.2's two experts (``Generator(high_noise_diffusion_model=...)``):
+    the high-noise model samples the steps whose noise level is above ``moe_boundary``.
+    """
+
+    frames: int = _setting(33, "number of frames, 4k + 1 (Wan's VAE makes 4 frames per latent frame, plus the "
+                           "first)", min=1, max=1001, check=_check_frames)
+    high_noise_steps: Optional[int] = _setting(
+        None, "Wan 2.2: steps of the high-noise model; None: those above moe_boundary", min=1, max=10_000, unset=-1)
+    high_noise_cfg_scale: Optional[float] = _setting(
+        None, "Wan 2.2: the high-noise model's CFG scale; None: cfg_scale", min=0, unset=math.inf)
+    high_noise_sampler: Union[Sampler, str, None] = _setting(
+        None, "Wan 2.2: the high-noise model's sampler; None: the engine's default", unset="")
+    moe_boundary: float = _setting(0.875, "Wan 2.2: the noise level where the low-noise model takes over",
+                                   min=0, max=1)
+
+    def __post_init__(self) -> None:
+        _check_fields(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values, as a video's frames record them."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -460,9 +496,10 @@ def _check_levels(name: str, value: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in levels)
 
 
-def to_core(params: GenerationParams) -> Any:
-    """The engine's ``_core.GenerationParams``, filled from ``params`` field by field by name."""
-    return _fill(_core.GenerationParams(), params, settings())
+def to_core(params: Union[GenerationParams, VideoParams]) -> Any:
+    """The engine's ``_core.GenerationParams`` (or ``_core.VideoParams``), filled from ``params`` field by
+    field by name."""
+    return _core_value(params) if isinstance(params, VideoParams) else _fill(_core.GenerationParams(), params, settings())
 
 
 def _fill(core: Any, values: Any, own: tuple[Field, ...]) -> Any:  # type: ignore[type-arg]

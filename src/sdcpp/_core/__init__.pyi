@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 from . import _testing
-__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'VideoParams', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -57,6 +57,18 @@ class Context:
             KeyboardInterrupt: Ctrl-C, checked at every sampling step.
             sdcpp.GenerationError: the engine produced no image; the message carries its log.
         """
+    def generate_video(self, params: GenerationParams, video: VideoParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, end_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, progress: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
+        """
+        Text (and first/last frame) to video, for the models supports_video says. Takes generate()'s settings
+        (batch, hires, control and mask are not used) and the video's own; init_image and end_image are
+        (height, width, 3) uint8 arrays of the output size. Returns one (height, width, 3) uint8 array per
+        frame, viewing the engine's memory; progress and ticket as for generate().
+        
+        Raises:
+            sdcpp.Cancelled: cancel() was called after this generation's ticket was taken.
+            RuntimeError: called from a progress callback or log handler of a call on this context.
+            sdcpp.GenerationError: the engine produced no video; the message carries its log.
+        """
     def initial_noise(self, *, seed: typing.SupportsInt | typing.SupportsIndex, width: typing.SupportsInt | typing.SupportsIndex, height: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
         """
         The initial latent noise (1, channels, height / f, width / f) of a generation with `seed`.
@@ -87,6 +99,11 @@ class Context:
     @property
     def spatial_multiple(self) -> int:
         ...
+    @property
+    def supports_video(self) -> bool:
+        """
+        Whether the model makes videos (Wan, SVD) rather than images.
+        """
     @property
     def weight_types(self) -> str:
         ...
@@ -362,6 +379,38 @@ class VaeTiling:
         ...
     @tile_size_y.setter
     def tile_size_y(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+class VideoParams:
+    """
+    A video's own settings; filled by name from sdcpp.VideoParams.
+    """
+    fields: typing.ClassVar[list] = ['frames', 'high_noise_steps', 'high_noise_cfg_scale', 'high_noise_sampler', 'moe_boundary']
+    high_noise_sampler: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def frames(self) -> int:
+        ...
+    @frames.setter
+    def frames(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def high_noise_cfg_scale(self) -> float:
+        ...
+    @high_noise_cfg_scale.setter
+    def high_noise_cfg_scale(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def high_noise_steps(self) -> int:
+        ...
+    @high_noise_steps.setter
+    def high_noise_steps(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def moe_boundary(self) -> float:
+        ...
+    @moe_boundary.setter
+    def moe_boundary(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 def cache_modes() -> list[str]:
     """
