@@ -75,6 +75,7 @@ def test_version_from_the_entry_point_and_python_dash_m() -> None:
         (["generate", "m.safetensors", "x", "--sampler", "nope"], "argument --sampler: invalid choice: 'nope'"),
         (["generate", "m.safetensors", "x", "--loras", "style"], "--loras: 'style' is not NAME=VALUE"),
         (["generate", "m.safetensors"], "give a PROMPT, --prompts-file FILE or --from IMAGE"),
+        (["generate"], "give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the other"),
         (["generate", "m.safetensors", "x", "-o", "out.gif"], "-o: 'out.gif' must end in .png, .jpg, .jpeg, .webp"),
         (["generate", "m.safetensors", "x", "-o", "{name}.png"], "-o: unknown placeholder {name}"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -326,6 +327,18 @@ def test_reference_images_reach_the_generator_which_refuses_them_for_a_unet(sd15
     out = sdcpp_cmd("generate", sd15_file, "x", "--ref-images", tmp_path / "ref.png", *SMALL, "-o", tmp_path / "x.png")
     assert out.returncode == 1 and out.stderr.splitlines()[-1].startswith(
         "sdcpp: error: ref_images: SD 1.x does not use reference images (the engine would run without them)"), out.stderr
+
+
+def test_a_dit_from_component_files_needs_no_model_argument(flux_files: dict[str, Path], tmp_path: Path) -> None:
+    # Flux as people download it: the transformer, the VAE and the text encoder, no single model file.
+    parts = [arg for name, path in flux_files.items() for arg in (f"--{name.replace('_', '-')}", path)]
+    out = sdcpp_cmd("generate", "a lighthouse", "a red barn", *parts, *SMALL[:4], "--steps", "1", "--device", "cpu",
+                    "-o", tmp_path / "{index}.png")
+    assert out.returncode == 0, out.stderr
+    made = [GeneratedImage.read_parameters(tmp_path / f"{i}.png") for i in (0, 1)]
+    assert [p.prompt for p in made] == ["a lighthouse", "a red barn"]  # the first argument is a prompt, not a model
+    with Image.open(tmp_path / "0.png") as image:
+        assert image.size == (64, 64)
 
 
 def test_image_to_image_takes_the_input_size_and_from_asks_for_the_input(sd15_file: Path, tmp_path: Path) -> None:

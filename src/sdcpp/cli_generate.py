@@ -52,7 +52,10 @@ def add_parser(commands: Any) -> None:
         description="Generate images with MODEL. Each option below is a parameter of sdcpp.Generator or a field "
                     "of sdcpp.GenerationParams (docs/cli.md).",
     )
-    g.add_argument("model", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
+    g.add_argument("model", nargs="?",
+                   help="model file (.safetensors, .gguf, .ckpt) or diffusers folder; with --diffusion-model and "
+                        "the other component files it may be left out, and a first argument that is no existing "
+                        "file or folder is then the first PROMPT")
     g.add_argument("prompts", nargs="*", metavar="PROMPT",
                    help="what to draw; several prompts make a batch of images each")
     g.add_argument("--prompts-file", metavar="FILE",
@@ -71,7 +74,9 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prompts = _prompts(args.prompts, args.prompts_file)
+    diffusion_model = getattr(args, "diffusion_model", None)  # Generator options are only set when given
+    model, positional_prompts = _model_and_prompts(args.model, args.prompts, diffusion_model)
+    prompts = _prompts(positional_prompts, args.prompts_file)
     record = read_metadata(args.from_image) if args.from_image else None
     if not prompts and record is None:
         raise UsageError("give a PROMPT, --prompts-file FILE or --from IMAGE")
@@ -93,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     outputs = _Outputs(args.output, sum(p.batch for p in all_params))
     with display, _showing_logs(display, getattr(args, "verbose", None) or 0, outputs.total) as tracker:
         start = time.monotonic()
-        display.phase(f"loading {args.model}")
-        with Generator(args.model, **given(args, generator_options())) as gen:
+        display.phase(f"loading {model or diffusion_model}")
+        with Generator(model, **given(args, generator_options())) as gen:
             display.line(f"loaded {os.path.basename(gen.model)} ({gen.family}) on {gen.device} in "
                          f"{time.monotonic() - start:.1f} s")
             if record is not None and record.get("model") != os.path.basename(gen.model):
@@ -107,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
                     image.save(path, **_FORMATS[path.suffix.lower()])
                     _report(display, path, image.params.seed)
     return 0
+
+
+def _model_and_prompts(model: Optional[str], prompts: Sequence[str],
+                       diffusion_model: Optional[str]) -> tuple[Optional[str], list[str]]:
+    """A DiT from component files has no MODEL: its first positional argument is then a prompt."""
+    if diffusion_model is not None and model is not None and not Path(model).exists():
+        return None, [model, *prompts]
+    if model is None and diffusion_model is None:
+        raise UsageError("give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the "
+                         "other component files")
+    return model, list(prompts)
 
 
 def _prompts(given_prompts: Sequence[str], file: Optional[str]) -> list[str]:
