@@ -61,16 +61,25 @@ def test_the_trigger_word_is_found_as_the_tokenizer_finds_it() -> None:
 
 
 @pytest.mark.parametrize(("id_images", "message"), [
-    ("face.png", r"must be a list of PIL images or uint8 arrays, not str"),
-    (np.zeros((8, 8, 3), np.uint8), r"not ndarray; wrap a single picture in a list"),
-    ([], r"give at least one picture"),
-    ([np.zeros((8, 8, 3), np.uint8), "face.png"], r"^id_images\[1\]: must be a PIL image or a numpy array"),
+    ("face.png", r"^id_images: must be a list of images \(a list of one for one image\), not str"),
+    (np.zeros((8, 8, 3), np.uint8), r"^id_images: .*not ndarray"),
+    ([np.zeros((8, 8, 3), np.uint8), "no-such-face.png"], r"^id_images\[1\]: cannot read 'no-such-face.png'"),
+    ([np.zeros((8, 8, 3), np.uint8), 3], r"^id_images\[1\]: must be a PIL image or a numpy array"),
     ([np.zeros((8, 8, 4), np.uint8)], r"^id_images\[0\]: .* with 4 channels"),
     ([np.zeros((8, 8, 3), np.float32)], r"^id_images\[0\]: must be uint8 pixels"),
 ])
 def test_bad_id_images_are_refused(id_images: object, message: str) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
         GenerationParams(PROMPT, id_images=id_images)
+
+
+def test_id_images_may_be_files_of_any_size_and_none_is_an_empty_list(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("L", (30, 50), 90).save(tmp_path / "face.png")
+    params = GenerationParams(PROMPT, id_images=[tmp_path / "face.png", _face(0)])
+    assert [i.shape for i in params.id_images] == [(50, 30, 3), (48, 40, 3)] and params.width is None
+    assert GenerationParams("no trigger needed", id_images=[]).id_images is None
 
 
 def _embedding_file(path: Path, dims: tuple[int, ...], ggml_type: int = 0, extra: int = 0) -> Path:
