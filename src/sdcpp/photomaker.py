@@ -1,4 +1,4 @@
-"""PhotoMaker's checks: its model file, its ID pictures, v2's ID embeddings and the prompt's trigger word.
+"""PhotoMaker's checks: its model file, v2's ID embeddings and the prompt's trigger word.
 
 PhotoMaker (``Generator(photo_maker=PATH)``, ``generate(id_images=[...])``) encodes pictures of one
 person with a CLIP vision tower and merges the result into the text embedding of the class word
