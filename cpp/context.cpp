@@ -59,6 +59,7 @@ const std::pair<const char*, const char* sd_ctx_params_t::*> component_fields[] 
     {"llm", &sd_ctx_params_t::llm_path},
     {"llm_vision", &sd_ctx_params_t::llm_vision_path},
     {"control_net", &sd_ctx_params_t::control_net_path},
+    {"photo_maker", &sd_ctx_params_t::photo_maker_path},
 };
 
 // The settings image and video generation share, from `o` into the engine's call `p` (an
@@ -189,7 +190,8 @@ public:
     py::typing::List<py::array_t<uint8_t>> generate(const GenerationParams& o, const std::optional<Pixels>& init_image,
                                                     const std::optional<Pixels>& mask_image,
                                                     const std::optional<Pixels>& control_image,
-                                                    const std::vector<Pixels>& ref_images, py::object progress,
+                                                    const std::vector<Pixels>& ref_images,
+                                                    const std::vector<Pixels>& id_images, py::object progress,
                                                     py::object preview, uint64_t ticket) {
         sd_img_gen_params_t p;
         sd_img_gen_params_init(&p);
@@ -209,6 +211,12 @@ public:
         p.ref_images_count      = static_cast<int>(refs.size());
         p.auto_resize_ref_image = o.auto_resize_ref_image;
         p.increase_ref_index    = o.increase_ref_index;
+        std::vector<sd_image_t> ids;
+        for (const Pixels& id : id_images) {
+            ids.push_back(image_view(id));
+        }
+        p.pm_params = sd_pm_params_t{ids.data(), static_cast<int>(ids.size()), c_str_or_null(o.id_embedding),
+                                     o.style_strength};
         fill_hires_params(o.hires, &p.hires);
         return run("Generator.generate()", "image", o, std::move(progress), std::move(preview), ticket, [&](sd_ctx_t* ctx) {
             return std::make_pair(generate_image(ctx, &p), o.batch);
@@ -468,13 +476,14 @@ Raises:
 )pbdoc")
         .def("generate", &Context::generate, py::arg("params"), py::kw_only(), py::arg("init_image") = py::none(),
              py::arg("mask_image") = py::none(), py::arg("control_image") = py::none(),
-             py::arg("ref_images") = std::vector<Pixels>{},
+             py::arg("ref_images") = std::vector<Pixels>{}, py::arg("id_images") = std::vector<Pixels>{},
              py::arg("progress").none(true) = py::none(), py::arg("preview").none(true) = py::none(),
              py::arg("ticket") = 0,
             R"pbdoc(
 Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
 all of the output size; `ref_images` are (height, width, 3) arrays of any size, encoded as in-context
-references; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
+references; `id_images` (PhotoMaker's pictures of one person, any size) with params.id_embedding and
+params.style_strength fill the engine's sd_pm_params_t; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
 image, viewing the engine's memory.
 `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
 `preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every

@@ -88,6 +88,8 @@ struct HiresFix {
     X(bool, auto_resize_ref_image)      \
     X(bool, increase_ref_index)         \
     X(LoraWeights, loras)               \
+    X(std::string, id_embedding)        \
+    X(float, style_strength)            \
     X(std::optional<HiresFix>, hires)   \
     SDCPP_SAMPLING_EXTRAS(X)
 

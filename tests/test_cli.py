@@ -126,7 +126,7 @@ def test_every_generator_parameter_and_setting_and_input_image_is_an_option_with
     options = _generate_options()
     parameters = [p for p in inspect.signature(sdcpp.Generator.__init__).parameters if p not in ("self", "model", "name")]
     wanted = [*parameters, *(f.name for f in settings() if f.name != "prompt"),
-              "init_image", "mask_image", "control_image", "ref_images"]
+              "init_image", "mask_image", "control_image", "ref_images", "id_images"]
     assert [name for name in wanted if name not in options] == []
     assert [name for name in wanted if not options[name].help or len(options[name].help) < 10] == []
     assert options["prompts"].nargs == "*"
@@ -139,15 +139,26 @@ def test_every_generator_parameter_and_setting_and_input_image_is_an_option_with
 def test_command_line_has_one_option_per_setting() -> None:
     args = parser().parse_args(
         ["generate", "model.safetensors", "a lighthouse", "-W", "128", "--cfg-scale", "5", "--clip-skip", "2",
-         "--sampler", "euler", "--control-strength", "0.5", "--loras", "style=0.8", "/a/b=c.safetensors=1"]
+         "--sampler", "euler", "--control-strength", "0.5", "--loras", "style=0.8", "/a/b=c.safetensors=1",
+         "--style-strength", "35"]
     )
     given = {f.name: getattr(args, f.name) for f in settings() if hasattr(args, f.name)}
     assert GenerationParams(args.prompts[0], **given) == GenerationParams(
         "a lighthouse", width=128, cfg_scale=5.0, clip_skip=2, sampler="euler", control_strength=0.5,
-        loras={"style": 0.8, "/a/b=c.safetensors": 1.0})
+        loras={"style": 0.8, "/a/b=c.safetensors": 1.0}, style_strength=35.0)
     # Options not given are not in the namespace: the callee's defaults (or an image's settings) apply.
     plain = parser().parse_args(["generate", "m", "p"])
     assert not [o.name for o in [*setting_options(), *generator_options()] if hasattr(plain, o.name)]
+
+
+def test_id_images_are_loaded_and_checked_but_set_no_size(sd15_file: Path, tmp_path: Path) -> None:
+    # The pictures are read (here a grayscale one, converted) and reach generate(), which asks for the
+    # PhotoMaker model; being of any size, they do not set the image's size as an init image does.
+    Image.new("L", (30, 50), 128).save(tmp_path / "face.png")
+    out = sdcpp_cmd("generate", sd15_file, "a photo of a man img", "--id-images", tmp_path / "face.png",
+                    "--device", DEVICE, "-o", tmp_path / "out.png")
+    assert out.returncode == 1 and out.stderr.strip().splitlines()[-1] == (
+        "sdcpp: error: id_images: needs a PhotoMaker model: Generator(..., photo_maker=PATH)")
 
 
 def test_embeddings_take_a_folder_or_several_files() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ import sdcpp
 from sdcpp import GenerationParams, _core
 from sdcpp._core import _testing
 from sdcpp.params import settings, to_core
+
+from .models_photomaker import write_id_embeddings
 
 SMALL = dict(width=64, height=64, steps=2)
 
@@ -26,10 +29,11 @@ def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
     assert [f.name for f in settings()] == _testing.generation_params_fields()
 
 
-def test_to_core_fills_every_field_by_name() -> None:
+def test_to_core_fills_every_field_by_name(tmp_path: Path) -> None:
     # Distinct values per field, so that two fields swapped anywhere on the way would show.
+    embedding = write_id_embeddings(tmp_path / "id_embeds.bin", np.ones((1, 512), np.float32))
     params = GenerationParams(
-        "a", "b", width=128, height=192, steps=3, cfg_scale=4.5, guidance=2.5, flow_shift=1.5, sampler="heun",
+        "a man img", "b", id_images=[np.zeros((8, 8, 3), np.uint8)], id_embedding=embedding, style_strength=35, width=128, height=192, steps=3, cfg_scale=4.5, guidance=2.5, flow_shift=1.5, sampler="heun",
         scheduler="karras", seed=11,
         batch=2, clip_skip=5, strength=0.25, control_strength=0.5, auto_resize_ref_image=False, increase_ref_index=True,
         preview_every=4, preview_mode="tae",

@@ -32,6 +32,8 @@ COMPONENTS: dict[str, str] = {
            "Mistral for Flux.2 dev)",
     "llm_vision": "the language model's vision tower (Qwen-Image Edit)",
     "control_net": "a ControlNet, used by generate(control_image=...)",
+    "photo_maker": "a PhotoMaker ID encoder for SDXL (v1, or v2 with 'v2' in its name), used by "
+                   "generate(id_images=...)",
 }
 
 # The components sdcpp.inspect reads: those that decide the family and make it complete.

@@ -13,10 +13,10 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Union, overload
 import numpy as np
 from PIL import Image
 
-from . import _core
+from . import _core, photomaker
 from ._logs import logger, sync_level
 from .devices import devices, resolve_device, warn_skipped
-from .errors import DeviceError, InvalidArgumentError, ModelNotFoundError
+from .errors import DeviceError, InvalidArgumentError, ModelLoadError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage, ImageInput, input_pixels
 from .loras import find_embeddings, resolve_loras, split_prompt
@@ -64,6 +64,9 @@ class Generator:
             (``sdcpp.components.COMPONENTS`` says what each holds). A set that lacks a component its
             family needs raises ModelLoadError naming the argument that supplies it.
         control_net: a ControlNet model, used by ``generate(control_image=...)``.
+        photo_maker: a PhotoMaker model (v1, or v2 with "v2" in its file name) for SDXL models, used by
+            ``generate(id_images=[...])``: the person in the pictures, where the prompt says
+            "<class word> img" (docs/photomaker.md).
         prediction: what the diffusion model predicts (a :class:`Prediction` or its name, e.g. ``"v"``
             for an SD 2.x 768-v model the engine takes for eps); ``None``: the engine decides from the
             files. ``Generator.prediction`` says which is used.
@@ -119,6 +122,7 @@ class Generator:
         high_noise_diffusion_model: Optional[PathLike] = None,
         taesd: Optional[PathLike] = None,
         control_net: Optional[PathLike] = None,
+        photo_maker: Optional[PathLike] = None,
         prediction: Union[Prediction, str, None] = None,
         weight_type: Optional[str] = None,
         device: str = "auto",
@@ -145,6 +149,10 @@ class Generator:
                 f"prediction: unknown prediction {prediction!r}; one of {', '.join(p.value for p in Prediction)}"
             )
         frame_inputs = check_complete(checked)
+        #: The PhotoMaker model's version (1 or 2), or None without one.
+        self.photo_maker_version: Optional[int] = (
+            photomaker.model_version(checked["photo_maker"]) if "photo_maker" in checked else None
+        )
         if weight_type is not None and weight_type not in _core.weight_types():
             raise InvalidArgumentError(
                 f"weight_type: unknown type {weight_type!r}; one of {', '.join(_core.weight_types())}"
@@ -226,6 +234,12 @@ class Generator:
             family_defaults(self.family, self.prediction.value), sampler,
             Scheduler(self._ctx.default_scheduler(sampler.value)), self._ctx.default_flow_shift,
         ))
+        if self.photo_maker_version is not None and "SDXL" not in self.family:
+            self._ctx.close()
+            raise ModelLoadError(
+                f"photo_maker: PhotoMaker merges its ID into SDXL's text embedding; {self.family} models have "
+                "another, so use an SDXL model"
+            )
         self.logger.info("loaded %s", self)
         if self.embeddings:
             # The engine leaves any other word as text without a word in its log: say which are tokens.
@@ -271,6 +285,7 @@ class Generator:
         if params.control_image is not None and not self._has_control_net:
             raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
         self._check_applies(params)
+        self._check_photomaker(params)
         params, core = self._for_engine(params)
         arrays = self._ctx.generate(
             core,
@@ -278,11 +293,13 @@ class Generator:
             mask_image=params.mask_image,
             control_image=params.control_image,
             ref_images=list(params.ref_images or ()),
+            id_images=list(params.id_images or ()),
             progress=params.progress,
             preview=_preview_images(params.preview),
             ticket=ticket,
         )
-        info = self._info({n: getattr(params, n) for n in ("init_image", "mask_image", "control_image", "ref_images")})
+        info = self._info({n: getattr(params, n)
+                           for n in ("init_image", "mask_image", "control_image", "ref_images", "id_images")})
         return [
             GeneratedImage.from_array(a, replace(params, seed=params.seed + i, batch=1), info) for i, a in enumerate(arrays)
         ]
@@ -333,7 +350,8 @@ class Generator:
         params = self._params(args, kwargs)
         for name, unused in (("batch", params.batch != 1), ("hires", params.hires is not None),
                              ("mask_image", params.mask_image is not None),
-                             ("control_image", params.control_image is not None), ("preview", params.preview is not None)):
+                             ("control_image", params.control_image is not None), ("preview", params.preview is not None),
+                             ("id_images", params.id_images is not None)):
             if unused:
                 raise InvalidArgumentError(f"{name}: not used by generate_video (image generation only)")
         self._check_applies(params)
@@ -444,6 +462,19 @@ class Generator:
             raise InvalidArgumentError("preview_mode: none gives the preview callback nothing; use proj, tae or vae")
         if params.preview is not None and params.preview_mode is PreviewMode.TAE and not self._has_taesd:
             raise InvalidArgumentError("preview_mode: tae needs a TAESD decoder: Generator(..., taesd=PATH)")
+
+    def _check_photomaker(self, params: GenerationParams) -> None:
+        if params.id_images is None:
+            return  # a PhotoMaker Generator also draws without ID pictures (0045-photomaker-per-call.patch)
+        if self.photo_maker_version is None:
+            raise InvalidArgumentError("id_images: needs a PhotoMaker model: Generator(..., photo_maker=PATH)")
+        if self.photo_maker_version == 2 and params.id_embedding is None:
+            raise InvalidArgumentError(
+                "id_embedding: PhotoMaker v2 needs the pictures' InsightFace embeddings (id_embeds.bin of "
+                "PhotoMaker's face_detect.py) beside id_images"
+            )
+        if self.photo_maker_version == 1 and params.id_embedding is not None:
+            raise InvalidArgumentError("id_embedding: only PhotoMaker v2 reads ID embeddings; this model is v1")
 
     def _check_references(self, params: GenerationParams) -> None:
         """Refuse references the engine would ignore, or whose encoding size it cannot handle."""

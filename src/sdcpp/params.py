@@ -28,6 +28,7 @@ from . import _core
 from .errors import InvalidArgumentError
 from .images import ImageInput, input_pixels, reference_pixels
 from .names import CacheMode, HiresUpscaler, PreviewMode, Sampler, Scheduler
+from .photomaker import check_id_embedding, check_trigger
 
 if TYPE_CHECKING:
     from typing_extensions import Concatenate, ParamSpec
@@ -296,6 +297,14 @@ class GenerationParams:
         None, "LoRA file path, or name in Generator(lora_dir=...), -> weight; <lora:name:weight> in the prompt "
         "adds to these", factory=dict,
     )
+    id_embedding: Optional[str] = _setting(
+        None, "with id_images and a PhotoMaker v2 model: the pictures' InsightFace embeddings, the id_embeds.bin "
+        "that PhotoMaker's face_detect.py writes for them", unset="",
+    )
+    style_strength: float = _setting(
+        20.0, "with id_images: the percentage of the steps sampled from the prompt alone (the style) before "
+        "the person's ID joins; 100 leaves the ID out", min=0, max=100,
+    )
     hires: Optional[HiresFix] = _setting(
         None, "hires fix: sample again at a larger size; a HiresFix, a dict of its fields or True (its "
         "defaults); on the command line 'scale=2,steps=10,denoising_strength=0.5,upscaler=Lanczos'",
@@ -347,6 +356,11 @@ class GenerationParams:
         "model sees beside the image it makes: Flux Kontext, Flux.2, Qwen-Image Edit, Z-Image; the image to edit "
         "of an instruct-pix2pix model (one); refused for other families"
     )
+    id_images: Optional[Sequence[Union[ImageInput, str, os.PathLike]]] = _input(
+        "PhotoMaker (needs Generator(photo_maker=...)): pictures of one person, any size (PIL images, uint8 "
+        "(height, width, 3) arrays or image files), drawn where the prompt says '<class word> img', e.g. "
+        "'a photo of a man img'"
+    )
     progress: Optional[ProgressCallback] = _input(
         "called as progress(0, steps, 0.0) when sampling starts, then progress(step, steps, seconds_per_step) "
         "after each step, on the generating thread; an exception it raises is raised by generate()"
@@ -358,6 +372,8 @@ class GenerationParams:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.id_embedding, os.PathLike):
+            object.__setattr__(self, "id_embedding", os.fspath(self.id_embedding))
         _check_fields(self)
         if self.mask_image is not None and self.init_image is None:
             raise InvalidArgumentError("mask_image: inpainting needs init_image as well")
@@ -367,6 +383,7 @@ class GenerationParams:
             pixels = input_pixels(getattr(self, name), name, self.width, self.height, mask=name == "mask_image")
             object.__setattr__(self, name, pixels)
         object.__setattr__(self, "ref_images", reference_pixels(self.ref_images, "ref_images"))
+        self._check_photomaker()
         for name in ("progress", "preview"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise InvalidArgumentError(f"{name}: must be callable or None, not {type(getattr(self, name)).__name__}")
@@ -375,6 +392,15 @@ class GenerationParams:
                 f"custom_sigmas: {len(self.custom_sigmas)} noise levels make {len(self.custom_sigmas) - 1} steps, "
                 f"but steps is {self.steps}; pass steps={len(self.custom_sigmas) - 1}"
             )
+
+    def _check_photomaker(self) -> None:
+        object.__setattr__(self, "id_images", reference_pixels(self.id_images, "id_images"))
+        if self.id_images is not None:
+            check_trigger(self.prompt)
+        if self.id_embedding is not None:
+            if self.id_images is None:
+                raise InvalidArgumentError("id_embedding: PhotoMaker v2's ID embeddings go with id_images; give both")
+            check_id_embedding(self.id_embedding, len(self.id_images))
 
     def _size_from_inputs(self) -> None:
         """An unset width or height becomes that of the first input image: img2img keeps its size."""

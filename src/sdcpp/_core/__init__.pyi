@@ -40,11 +40,12 @@ class Context:
         ...
     def default_scheduler(self, sample_method: str) -> str:
         ...
-    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, ref_images: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.uint8]] = [], progress: typing.Any = None, preview: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
+    def generate(self, params: GenerationParams, *, init_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, mask_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, control_image: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8] | None = None, ref_images: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.uint8]] = [], id_images: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.uint8]] = [], progress: typing.Any = None, preview: typing.Any = None, ticket: typing.SupportsInt | typing.SupportsIndex = 0) -> list[numpy.typing.NDArray[numpy.uint8]]:
         """
         Text (and image) to image. Images are (height, width, 3) uint8 arrays, the mask (height, width),
         all of the output size; `ref_images` are (height, width, 3) arrays of any size, encoded as in-context
-        references; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
+        references; `id_images` (PhotoMaker's pictures of one person, any size) with params.id_embedding and
+        params.style_strength fill the engine's sd_pm_params_t; sdcpp.Generator checks them. Returns one (height, width, 3) uint8 array per
         image, viewing the engine's memory.
         `progress(step, steps, seconds)` is called on this thread; an exception it raises is re-raised here.
         `preview(step, pixels)` likewise, with a (height, width, 3) uint8 copy of the preview image, at every
@@ -114,6 +115,7 @@ class GenerationParams:
     auto_resize_ref_image: bool
     cache_mode: str
     hires: sdcpp._core.HiresFix | None
+    id_embedding: str
     increase_ref_index: bool
     negative_prompt: str
     preview_mode: str
@@ -219,6 +221,12 @@ class GenerationParams:
         ...
     @strength.setter
     def strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def style_strength(self) -> float:
+        ...
+    @style_strength.setter
+    def style_strength(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def width(self) -> int:
