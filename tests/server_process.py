@@ -22,15 +22,20 @@ START_TIMEOUT_S = 300
 class ServerProcess:
     """``python -m sdcpp serve MODEL --port 0 ...``, its log in a file, and a client for it."""
 
-    def __init__(self, model: Path, log: Path, *args: str, api_key: Optional[str] = None) -> None:
+    def __init__(self, model: Path, log: Path, *args: str, api_key: Optional[str] = None,
+                 background: bool = False) -> None:
+        """``background``: started with SIGINT ignored, as a shell's background job (``sdcpp serve ... &``)
+        is; otherwise with a terminal's Ctrl-C, whatever the test run's own disposition."""
         self.log_path = log
         self.api_key = api_key
         command = [sys.executable, "-m", "sdcpp", "serve", str(model), "--port", "0", "--device", "cpu", *args]
         if api_key:
             command += ["--api-key", api_key]
         with open(log, "wb") as out:
+            disposition = signal.SIG_IGN if background else signal.SIG_DFL
             self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=lambda: signal.signal(signal.SIGINT, disposition),
             )
         self.pid = self.process.pid
         try:

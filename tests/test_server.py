@@ -39,7 +39,8 @@ _TXT, _IMG, _GEN, _EDIT = "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/v1/images/
 @pytest.fixture(scope="module")
 def server(sd15_file: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("server") / "server.log"
-    process = ServerProcess(sd15_file, log, "--max-body-mb", "1", "--max-queued", "2", api_key=KEY)
+    # Started as a shell's background job is (SIGINT ignored): Ctrl-C must still stop it with 130.
+    process = ServerProcess(sd15_file, log, "--max-body-mb", "1", "--max-queued", "2", api_key=KEY, background=True)
     yield process
     process.stop()
 
@@ -391,6 +392,15 @@ def test_serve_refuses_a_port_in_use(server: ServerProcess, sd15_file: Path) -> 
     result = subprocess.run([sys.executable, "-m", "sdcpp", "serve", str(sd15_file), "--port", port],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+
+
+def test_ctrl_c_stops_a_server_started_from_a_terminal_with_130(sd15_file: Path, tmp_path: Path) -> None:
+    # The module's server starts with SIGINT ignored; from a terminal, uvicorn re-raises the Ctrl-C itself.
+    terminal = ServerProcess(sd15_file, tmp_path / "server.log")
+    try:
+        assert terminal.interrupt(timeout=60) == 130, terminal.log()
+    finally:
+        terminal.stop()
 
 
 def test_ctrl_c_stops_the_running_job_and_the_server(server: ServerProcess, client: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 import socket
 from typing import Any
 
@@ -26,8 +27,10 @@ class _StoppingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, queue: JobQueue) -> None:
         super().__init__(config)
         self.queue = queue
+        self.interrupted = False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         self.queue.stop("server stopping")
         super().handle_exit(sig, frame)
 
@@ -42,4 +45,8 @@ def run(app: FastAPI, sock: socket.socket) -> bool:
     config = uvicorn.Config(app, log_config=log_config, timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S)
     server = _StoppingServer(config, app.state.sdcpp.queue)
     server.run(sockets=[sock])
+    if server.interrupted:
+        # uvicorn re-raises the Ctrl-C by raising SIGINT again, which does nothing in a process that
+        # started with SIGINT ignored (a shell's background job): the exit status would say 0.
+        raise KeyboardInterrupt
     return server.started
