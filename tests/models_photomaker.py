@@ -127,22 +127,22 @@ def write_id_embeddings(path, embeddings: np.ndarray, *, name: str = "id_embeds"
     return Path(path)
 
 
-def _built(tmp_path_factory: pytest.TempPathFactory, version: int) -> Path:
-    from .conftest import _cache_dir
+def _built(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, version: int) -> Path:
+    from .conftest import _cache_dir, built
 
     folder = _cache_dir(tmp_path_factory, models, sys.modules[__name__])
     # "v2" in the name: the engine picks PhotoMaker's version by the path.
-    return models.build_once(folder / f"photomaker-v{version}.safetensors",
-                             lambda path: write_photomaker(path, version=version))
+    return built(request, folder / f"photomaker-v{version}.safetensors",
+                 lambda path: write_photomaker(path, version=version))
 
 
 @pytest.fixture(scope="session")
-def photomaker_v1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def photomaker_v1(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PhotoMaker v1 file (640 MB), built once."""
-    return _built(tmp_path_factory, 1)
+    return _built(request, tmp_path_factory, 1)
 
 
 @pytest.fixture(scope="session")
-def photomaker_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def photomaker_v2(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PhotoMaker v2 file (1.06 GB), built once."""
-    return _built(tmp_path_factory, 2)
+    return _built(request, tmp_path_factory, 2)

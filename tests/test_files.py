@@ -15,7 +15,7 @@ import sdcpp
 from sdcpp.files import check_model_path
 
 from . import models, models_legacy
-from .conftest import _cache_dir
+from .conftest import _cache_dir, built
 from .models import write_safetensors
 from .models_legacy import MAGIC_NUMBER, state_dict_pickle, write_torch_legacy
 
@@ -163,10 +163,12 @@ def test_a_damaged_legacy_checkpoint_is_refused_with_its_problem(tmp_path: Path,
 
 
 @pytest.fixture(scope="session")
-def sd15_legacy_file(tmp_path_factory: pytest.TempPathFactory, sd15_file: Path) -> Path:
+def sd15_legacy_file(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sd15_file: Path
+) -> Path:
     folder = _cache_dir(tmp_path_factory, models, models_legacy)
-    return models.build_once(folder / "sd15-legacy.ckpt",
-                             lambda p: models_legacy.safetensors_to_torch_legacy(sd15_file, p))
+    return built(request, folder / "sd15-legacy.ckpt",
+                 lambda p: models_legacy.safetensors_to_torch_legacy(sd15_file, p))
 
 
 def test_the_engine_reads_a_legacy_checkpoint_as_it_reads_the_same_safetensors(

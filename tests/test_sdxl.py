@@ -121,19 +121,6 @@ def test_engine_runs_the_single_file_as_sdxl(file_run: EngineRun) -> None:
 # levels apart from the folder's on this one-step image). The engine now transposes it when loading.
 
 
-@pytest.fixture(scope="module")
-def gguf_run(sdxl_file: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
-    """The single file converted to GGUF (names and layout as the file has them), with text_projection
-    in q8_0: the engine must dequantize it before it transposes it."""
-    gguf = sdcpp.convert(sdxl_file, tmp_path_factory.mktemp("gguf") / "sdxl.gguf", "f16", {"text_projection": "q8_0"})
-    (projection,) = (t for t in read_header(gguf).tensors if t.name.endswith("text_projection"))
-    assert projection.name == "conditioner.embedders.1.model.text_projection" and projection.dtype == "q8_0"
-    try:
-        return _engine_run(gguf)
-    finally:
-        gguf.unlink()  # 7 GB
-
-
 def test_engine_runs_the_single_file_and_the_diffusers_folder_alike(
     file_run: EngineRun, folder_run: EngineRun, sdxl_folder: Path
 ) -> None:
@@ -142,14 +129,6 @@ def test_engine_runs_the_single_file_and_the_diffusers_folder_alike(
     # conversions); before patch 0020, up to 128.
     assert np.abs(folder_run.image.astype(int) - file_run.image).max() <= 1
     np.testing.assert_allclose(file_run.y, folder_run.y, rtol=0, atol=1e-5)  # measured: equal
-
-
-def test_engine_runs_a_gguf_of_the_single_file_as_the_folder(gguf_run: EngineRun, folder_run: EngineRun) -> None:
-    assert gguf_run.weight_types["conditioner"] == {"f16": 584, "q8_0": 1}
-    # Measured: 2 levels apart (the projection's q8_0 rounding); before patch 0020, up to 128.
-    assert np.abs(folder_run.image.astype(int) - gguf_run.image).max() <= 4
-    pooled, folder_pooled = gguf_run.y[:C], folder_run.y[:C]
-    assert np.linalg.norm(pooled - folder_pooled) / np.linalg.norm(folder_pooled) < 1e-2
 
 
 def test_layouts_hold_the_same_tensors(sdxl_file: Path, sdxl_folder: Path) -> None:
@@ -410,3 +389,27 @@ def test_engine_image_matches_diffusers_pipeline(sdxl_folder: Path, measured: di
     )
     assert _psnr(ours, theirs) >= IMAGE_MIN_PSNR and worst <= IMAGE_MAX_ABS, measured["SDXL Euler image"]
     assert _psnr(other_seed, theirs) < IMAGE_MIN_PSNR / 2
+
+
+@pytest.fixture(scope="module")
+def gguf_run(sdxl_file: Path, tmp_path_factory: pytest.TempPathFactory) -> EngineRun:
+    """The single file converted to GGUF (names and layout as the file has them), with text_projection
+    in q8_0: the engine must dequantize it before it transposes it."""
+    gguf = sdcpp.convert(sdxl_file, tmp_path_factory.mktemp("gguf") / "sdxl.gguf", "f16", {"text_projection": "q8_0"})
+    (projection,) = (t for t in read_header(gguf).tensors if t.name.endswith("text_projection"))
+    assert projection.name == "conditioner.embedders.1.model.text_projection" and projection.dtype == "q8_0"
+    try:
+        return _engine_run(gguf)
+    finally:
+        gguf.unlink()  # 7 GB
+
+
+def test_engine_runs_a_gguf_of_the_single_file_as_the_file(gguf_run: EngineRun, file_run: EngineRun) -> None:
+    """Last in the file, after the folder's tests: the folder is deleted before the GGUF is written (both
+    7 GB). The file runs as the folder does (test_engine_runs_the_single_file_and_the_diffusers_folder_alike)."""
+    assert gguf_run.weight_types["conditioner"] == {"f16": 584, "q8_0": 1}
+    # Measured: 2 levels apart (the projection's q8_0 rounding); with the projection not transposed, up
+    # to 128.
+    assert np.abs(file_run.image.astype(int) - gguf_run.image).max() <= 4
+    pooled, file_pooled = gguf_run.y[:C], file_run.y[:C]
+    assert np.linalg.norm(pooled - file_pooled) / np.linalg.norm(file_pooled) < 1e-2
