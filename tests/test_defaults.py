@@ -3,8 +3,6 @@ Generator.defaults lists and each image's parameters record."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,13 +46,6 @@ def test_an_input_image_gives_the_size(generator: sdcpp.Generator) -> None:
     assert (params.width, params.height) == (128, 64)
     with pytest.raises(sdcpp.InvalidArgumentError, match="but the output is 64x64"):
         GenerationParams("x", init_image=init, width=64, height=64)
-
-
-def test_sdxl_defaults_to_1024(sdxl_file: Path) -> None:
-    # Only loaded, never run at 1024x1024 (minutes on a CPU).
-    with sdcpp.Generator(sdxl_file, device="cpu") as gen:
-        assert (gen.defaults["width"], gen.defaults["height"], gen.defaults["cfg_scale"]) == (1024, 1024, 7.0)
-        assert gen.with_defaults(GenerationParams("x", width=512)).height == 1024
 
 
 def test_every_family_has_its_defaults() -> None:

@@ -19,6 +19,7 @@ import pytest
 from safetensors import safe_open
 
 import sdcpp
+from sdcpp import GenerationParams
 from sdcpp._core import _testing
 
 from sdcpp._headers import read_header
@@ -110,6 +111,15 @@ def test_engine_runs_the_single_file_as_sdxl(file_run: EngineRun) -> None:
     assert file_run.weight_types == {"conditioner": {"f16": 196 + 389}, "diffusion": {"f16": 1680}, "vae": {"f16": 248}}
     assert file_run.image.shape == (64, 64, 3)
     assert file_run.image.std() > 1, "a constant image means the pipeline produced nothing"
+
+
+def test_sdxl_defaults_to_1024(sdxl_file: Path) -> None:
+    # Only loaded, never run at 1024x1024 (minutes on a CPU). Here rather than in test_defaults.py: the
+    # 7 GB file is deleted after its last test, and the sooner that test comes after its first, the less
+    # disk the run needs at once.
+    with sdcpp.Generator(sdxl_file, device="cpu") as gen:
+        assert (gen.defaults["width"], gen.defaults["height"], gen.defaults["cfg_scale"]) == (1024, 1024, 7.0)
+        assert gen.with_defaults(GenerationParams("x", width=512)).height == 1024
 
 
 # --- the engine runs the folder, the single file and its GGUF alike ----------------------------------
