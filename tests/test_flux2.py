@@ -37,7 +37,8 @@ def _llm_log(layers: int, vocab: int) -> str:
     return f"llm: num_layers = {layers}, vocab_size = {vocab}, hidden_size = 256, intermediate_size = 512"
 
 
-KLEIN = Family("Flux.2 klein", _defaults(4, 1.0, 3.5), "f16", (
+# No guidance: klein has no distilled-guidance embedder (guidance_embed = false), a guidance would do nothing.
+KLEIN = Family("Flux.2 klein", _defaults(4, 1.0), "f16", (
     "flux: depth = 2, depth_single_blocks = 2, guidance_embed = false, context_in_dim = 768, hidden_size = 256, "
     "num_heads = 2", _llm_log(27, 151936)), references=True)
 DEV = Family("Flux.2", _defaults(20, 1.0, 3.5), "q4_0", (
