@@ -43,7 +43,7 @@ from .models import _METADATA, _Param, _params, _Scope, _vae, RandomTensor, writ
 from .models_dit import write_gguf
 
 __all__ = [
-    "write_dev", "write_ernie", "write_klein", "write_ministral", "write_mistral", "write_ovis", "write_ovis_llm",
+    "klein_weights", "write_dev", "write_ernie", "write_klein", "write_ministral", "write_mistral", "write_ovis", "write_ovis_llm",
     "write_qwen3", "write_vae",
 ]
 
@@ -280,6 +280,11 @@ def write_vae(path, *, seed: int = 0) -> Path:
     """The Flux.2 VAE (also ERNIE-Image's) in float16 (168 MB)."""
     write_safetensors(path, _lazy(_vae32, seed, np.float16), _METADATA)
     return Path(path)
+
+
+def klein_weights(*, seed: int = 0) -> dict[str, np.ndarray]:
+    """write_klein's tensors in BFL's names, as float32 holding the float16 values written."""
+    return {name: np.asarray(tensor).astype(np.float32) for name, tensor in _lazy(_klein, seed, np.float16).items()}
 
 
 # --- Fixtures ---------------------------------------------------------------------------------------

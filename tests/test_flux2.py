@@ -7,6 +7,7 @@ the prompt steers and the seed fixes; Flux.2 also takes a reference image.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import sdcpp
+from sdcpp._core import _testing
 
 from .models_flux2 import ernie_image_files, flux2_dev_files, flux2_klein_files, flux2_vae, ovis_image_files  # noqa: F401
 
@@ -95,6 +97,48 @@ def check_refused_without_llm(files: dict[str, Path], family: Family) -> None:
 
 def test_flux2_klein(flux2_klein_files: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     check(flux2_klein_files, KLEIN, caplog)
+
+
+def test_flux2_klein_transformer_call_matches_diffusers(flux2_klein_files: dict[str, Path], measured) -> None:
+    """One transformer evaluation against diffusers' Flux2Transformer2DModel holding the file's weights
+    (klein takes no pooled vector and no guidance, so the stage call is all it needs)."""
+    if not os.environ.get("CI"):  # CI installs .[parity]: there a missing reference fails, it is not skipped
+        pytest.importorskip("diffusers", reason="needs the reference: pip install '.[parity]'")
+    import torch
+    from diffusers import Flux2Transformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers
+
+    from .models_flux2 import klein_weights
+
+    dit = Flux2Transformer2DModel(  # the fixture's sizes, and klein's fixed ones (flux.hpp)
+        patch_size=1, in_channels=128, num_layers=2, num_single_layers=2, attention_head_dim=128,
+        num_attention_heads=2, joint_attention_dim=768, mlp_ratio=3.0, axes_dims_rope=(32, 32, 32, 32),
+        rope_theta=2000, guidance_embeds=False)
+    weights = {k: torch.from_numpy(v) for k, v in klein_weights().items()}
+    dit.load_state_dict(convert_flux2_transformer_checkpoint_to_diffusers(weights), strict=True)
+    rng = np.random.default_rng(5)
+    c, h, w, n = 128, 4, 6, 12
+    latent = rng.standard_normal((c, h, w), dtype=np.float32)
+    context = rng.standard_normal((n, 768), dtype=np.float32)
+    # Tokens are the latent's pixels (patch size 1), positions (t, h, w, l): the image's on h and w, the
+    # text's on l (Flux2Pipeline's _prepare_latent_ids and _prepare_text_ids).
+    tokens = torch.from_numpy(latent.reshape(c, h * w).T.copy())[None]
+    img_ids = torch.tensor([[0, i, j, 0] for i in range(h) for j in range(w)], dtype=torch.float32)
+    txt_ids = torch.tensor([[0, 0, 0, k] for k in range(n)], dtype=torch.float32)
+
+    def theirs(t: float) -> np.ndarray:
+        with torch.no_grad():
+            out = dit(tokens, torch.from_numpy(context)[None], timestep=torch.tensor([t]), img_ids=img_ids,
+                      txt_ids=txt_ids, return_dict=False)[0]
+        return out[0].numpy().T.reshape(c, h, w)
+
+    with sdcpp.Generator(**flux2_klein_files, device="cpu") as gen:
+        ours = _testing.diffusion_model(gen._ctx, latent, 0.621, context)  # the flow's sigma, as diffusers'
+    reference = theirs(0.621)
+    error = float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+    measured["Flux.2 klein transformer, t=0.621"] = f"relative error {error:.1e} (bound 5e-3)"
+    assert error < 5e-3, f"relative error {error:.2e}"  # 7.0e-4 measured (float16 weights)
+    assert np.linalg.norm(ours - theirs(0.611)) / np.linalg.norm(reference) > 3 * error, "another time must miss"
 
 
 def test_flux2_klein_without_its_llm(flux2_klein_files: dict[str, Path]) -> None:
