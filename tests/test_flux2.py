@@ -2,7 +2,8 @@
 (Qwen3), Flux.2 dev (Mistral Small 3.2), Ovis Image (Ovis 2.5's Qwen3) and ERNIE-Image (Ministral 3 3B).
 Each is detected as its family by the engine and by ``sdcpp.inspect``, reads its depths and widths from
 the files, is refused without its LLM, and draws a 64x64, 2-step image with its family's defaults that
-the prompt steers and the seed fixes; Flux.2 also takes a reference image.
+the prompt steers and the seed fixes; Flux.2 also takes a reference image, and one call of klein's
+transformer agrees with diffusers'.
 """
 
 from __future__ import annotations
