@@ -45,7 +45,9 @@ def _rows() -> dict[str, FamilyDefaults]:  # family -> its defaults
         "Qwen Image": FamilyDefaults(1024, 1024, 20, 2.5),  # docs/qwen_image.md: -H 1024 -W 1024 --cfg-scale 2.5
         "Anima": FamilyDefaults(1024, 1024, 20, 6.0),  # docs/anima.md: --cfg-scale 6.0
         "Flux.2": FamilyDefaults(1024, 1024, 20, 1.0, 3.5),  # docs/flux2.md: flux2-dev --cfg-scale 1.0
-        "Flux.2 klein": FamilyDefaults(1024, 1024, 4, 1.0, 3.5),  # docs/flux2.md: klein --cfg-scale 1.0 --steps 4
+        # docs/flux2.md: klein --cfg-scale 1.0 --steps 4. No distilled guidance: klein has no guidance_in
+        # (the engine logs guidance_embed = false), so a guidance value would change nothing.
+        "Flux.2 klein": FamilyDefaults(1024, 1024, 4, 1.0),
         "Z-Image": FamilyDefaults(1024, 1024, 20, 1.0),  # docs/z_image.md: Z-Image-Turbo --cfg-scale 1.0
         "Ovis Image": FamilyDefaults(1024, 1024, 20, 5.0),  # docs/ovis_image.md: --cfg-scale 5.0
         "Ernie Image": FamilyDefaults(1024, 1024, 20, 5.0),  # docs/ernie_image.md: --cfg-scale 5.0 (the base model)
