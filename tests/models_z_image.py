@@ -1,9 +1,9 @@
 """Random-weight Z-Image Turbo, as the three files people download (the engine's docs/z_image.md).
 
 * ``z_image_turbo-q4_0.gguf`` (``diffusion_model=``): the transformer in the names of ComfyUI's
-  ``z_image_turbo_bf16.safetensors`` and leejet's GGUFs (Lumina 2's, no prefix: ``x_embedder``,
-  ``cap_embedder.1``, ``layers.N.attention.qkv``, ``noise_refiner.N``, ``context_refiner.N``,
-  ``x_pad_token`` ...). z_image.hpp reads no size from the file: 30 layers, 2 noise- and 2
+  ``z_image_turbo_bf16.safetensors`` (Lumina 2's, no prefix: ``x_embedder``, ``cap_embedder.1``,
+  ``layers.N.attention.qkv``, ``noise_refiner.N``, ``context_refiner.N``, ``x_pad_token`` ...), the pad
+  tokens 1-D as leejet's GGUFs hold them. z_image.hpp reads no size from the file: 30 layers, 2 noise- and 2
   caption-refiner blocks, all of width 3840 (30 heads of 128), 6.15 G parameters, 3.46 GB as q4_0.
   Quantizing that many random floats in numpy would take minutes, so the matrices are drawn as q4_0
   blocks directly (``_Q4_0Blocks``). Layers 1-29 and the second refiner block of each kind have zero
