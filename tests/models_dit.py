@@ -30,7 +30,7 @@ import numpy as np
 
 from .models import _METADATA, _clip_text, _Param, _params, _Scope, _vae, RandomTensor, write_safetensors
 
-__all__ = ["write_clip_l", "write_flux", "write_flux_gguf", "write_gguf", "write_sd3", "write_vae"]
+__all__ = ["dequantize_q4_0", "write_clip_l", "write_flux", "write_flux_gguf", "write_gguf", "write_sd3", "write_vae"]
 
 _LATENT = 16
 _FLUX_WIDTH, _FLUX_HEAD, _FLUX_DOUBLE, _FLUX_SINGLE = 256, 128, 2, 2
@@ -148,6 +148,16 @@ def _q4_0(values: np.ndarray) -> bytes:
     return out.tobytes()
 
 
+def dequantize_q4_0(data: bytes, shape: tuple[int, ...]) -> np.ndarray:
+    """The float32 values q4_0 blocks stand for (ggml's dequantize_row_q4_0): what the engine multiplies by."""
+    blocks = np.frombuffer(data, np.uint8).reshape(-1, 18)
+    scale = blocks[:, :2].copy().view("<f2").astype(np.float32)
+    values = np.concatenate([blocks[:, 2:] & 15, blocks[:, 2:] >> 4], axis=1).astype(np.float32)
+    values -= 8  # in place: Z-Image's blocks decode to GBs
+    values *= scale
+    return values.reshape(shape)
+
+
 def _gguf_string(text: str) -> bytes:
     data = text.encode()
     return struct.pack("<Q", len(data)) + data
@@ -176,9 +186,12 @@ def write_gguf(path, tensors: dict[str, RandomTensor]) -> Path:
     with open(path, "wb") as f:
         f.write(header + b"\0" * (-len(header) % _GGUF_ALIGN))
         for _, tensor, _, kind, nbytes in plan:
-            # A tensor too large to hold at once (an LLM's embedding) gives its rows a slice at a time.
+            # A tensor too large to hold at once (an LLM's embedding) gives its rows a slice at a time;
+            # one drawn as q4_0 blocks (models_z_image) gives them already encoded, as bytes.
             for values in tensor.chunks() if hasattr(tensor, "chunks") else [np.asarray(tensor)]:
-                if kind == _GGUF_Q4_0:
+                if isinstance(values, bytes):
+                    f.write(values)
+                elif kind == _GGUF_Q4_0:
                     f.write(_q4_0(values))
                 else:
                     f.write(values.astype("<f2" if kind == _GGUF_F16 else "<f4").tobytes())

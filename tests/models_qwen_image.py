@@ -23,7 +23,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .models import _METADATA, _params, _Scope, RandomTensor, write_safetensors
-from .models_dit import _q4_0, write_gguf
+from .models_dit import _q4_0, dequantize_q4_0, write_gguf
 
 __all__ = ["dit_weights", "write_dit", "write_llm", "write_vae", "LLM_WIDTH"]
 
@@ -204,9 +204,6 @@ def dit_weights(*, seed: int = 0) -> dict[str, np.ndarray]:
     for name, tensor in _lazy(_dit, seed).items():
         values = np.asarray(tensor)
         if values.ndim == 2:
-            blocks = np.frombuffer(_q4_0(values), np.uint8).reshape(-1, 18)
-            scale = blocks[:, :2].copy().view("<f2").astype(np.float32)
-            q = np.concatenate([blocks[:, 2:] & 15, blocks[:, 2:] >> 4], axis=1).astype(np.float32) - 8
-            values = (q * scale).reshape(values.shape)
+            values = dequantize_q4_0(_q4_0(values), values.shape)
         weights[name] = values
     return weights

@@ -10,6 +10,7 @@ import gzip
 import importlib.metadata
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -72,6 +73,18 @@ def chunked(ids: list[int], chunk: int = 75, pad: int = EOS) -> list[int]:
         part = [BOS, *ids[start : start + chunk], EOS]
         out += part + [pad] * (chunk + 2 - len(part))
     return out
+
+
+def check_denoiser_call(ours: np.ndarray, theirs: Callable[[float], np.ndarray], t: float, bound: float,
+                        measured: dict[str, str], label: str) -> None:
+    """``ours`` (the engine's denoiser output at timestep ``t``) against ``theirs(t)``: the relative error,
+    recorded in ``measured``, is below ``bound``, and ``theirs(t - 1)`` is over 3 times farther off (the
+    comparison tells one timestep from the next)."""
+    reference = theirs(t)
+    error = float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+    measured[f"{label}, t={t:g}"] = f"relative error {error:.1e} (bound {bound:.1e})"
+    assert error < bound, f"relative error {error:.2e}"
+    assert np.linalg.norm(ours - theirs(t - 1)) / np.linalg.norm(reference) > 3 * error, "one step off must miss"
 
 
 class Reference:
