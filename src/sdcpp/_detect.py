@@ -41,7 +41,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "SVD": ("diffusion_model", "vae"),
     "SD3.x": _CLIP,
     **{f: _CLIP for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
-    "Chroma Radiance": ("diffusion_model", "t5xxl"),
+    "Chroma Radiance": ("diffusion_model",),
     **{f: ("diffusion_model", "vae") for f in WAN},
     **{
         f: ("diffusion_model", "vae", "llm")
@@ -51,10 +51,11 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 
 # Text encoders the engine runs without, feeding zeros in their place and warning that prompt adherence
 # suffers (SD3CLIPEmbedder and FluxCLIPEmbedder, src/conditioner.hpp; for SD3 without clip_g, patch 0031).
-# Wan's umT5 is its only text encoder: without it (T5CLIPEmbedder) the prompt has no effect at all.
+# Wan's umT5 and Chroma Radiance's T5-XXL are their only text encoders: without it (T5CLIPEmbedder warns
+# "No text encoders provided, cannot process prompts!") the prompt has no effect at all.
 RECOMMENDED: dict[str, tuple[str, ...]] = {
     "SD3.x": ("clip_g", "t5xxl"),
-    **{f: ("t5xxl",) for f in WAN},
+    **{f: ("t5xxl",) for f in (*WAN, "Chroma Radiance")},
     **{f: ("t5xxl",) for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
 }
 

@@ -282,8 +282,11 @@ class Generator:
             self._check_memory(*target)
             if hires.model is not None:  # the engine reads it on every hires generation
                 check_upscaler_path(hires.model, "hires.model")
-        if params.control_image is not None and not self._has_control_net:
-            raise InvalidArgumentError("control_image: needs a ControlNet: Generator(..., control_net=PATH)")
+        if params.control_image is not None and not self._has_control_net and self.family not in _CONTROL_FAMILIES:
+            raise InvalidArgumentError(
+                "control_image: needs a ControlNet: Generator(..., control_net=PATH), or a model that reads "
+                "one itself (Flux Control, Flex.2)"
+            )
         self._check_applies(params)
         self._check_photomaker(params)
         params, core = self._for_engine(params)
@@ -601,6 +604,9 @@ _REFERENCE_FAMILIES = frozenset(
     {"Flux", "Flux Fill", "Flux Control", "Flex.2", "Ovis Image", "Flux.2", "Flux.2 klein", "Qwen Image", "Z-Image"}
 )
 _PIX2PIX = frozenset({"Instruct-Pix2Pix", "SDXL Instruct-Pix2Pix"})
+# The families whose transformer takes the control image's latent beside its own (the engine's
+# sd_version_is_control): depth or canny maps for Flux Control, Flex.2's control input.
+_CONTROL_FAMILIES = frozenset({"Flux Control", "Flex.2"})
 
 
 def _resized_reference(width: int, height: int, area: int, factor: int) -> tuple[int, int]:

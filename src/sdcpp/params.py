@@ -350,7 +350,10 @@ class GenerationParams:
     mask_image: Optional[ImageInput] = _input(
         "inpainting: repaint where this mask (mode L/1, or (height, width) uint8) is white; needs init_image"
     )
-    control_image: Optional[ImageInput] = _input("the ControlNet's condition image, width x height")
+    control_image: Optional[ImageInput] = _input(
+        "the condition image (a depth or edge map ...) of the ControlNet, or of a Flux Control or Flex.2 model, "
+        "width x height"
+    )
     ref_images: Optional[Sequence[Union[ImageInput, str, os.PathLike]]] = _input(
         "reference images of any size (PIL images, uint8 (height, width, 3) arrays or image files) that the "
         "model sees beside the image it makes: Flux Kontext, Flux.2, Qwen-Image Edit, Z-Image; the image to edit "
