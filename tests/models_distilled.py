@@ -11,15 +11,16 @@ Vega and SSD-1B, on the machinery of models.py, with the tensors the engine read
   SD 2.x's text encoder comes out as open_clip's tower with the 23 layers diffusers keeps (the engine
   expects no 24th). SD 1.x tiny (bk-sdm-tiny) and SD 2.x tiny (bk-sdm-v2-tiny) attend at every level,
   with SD 1.5's and SD 2.1's KL VAE. SDXS-512-DreamShaper has no attention at the finest level;
-  SDXS-512-0.9 has, but its first transformer block there attends only to the text
-  (diffusers' ``only_cross_attention``: ``attn1.to_k``/``to_v`` take the 1024-wide context). Both
+  SDXS-512-0.9 has, but there the first attention of each block (``attn1``) attends to the text
+  alone (diffusers' ``only_cross_attention``: its ``to_k``/``to_v`` take the 1024-wide context). Both
   SDXS carry a TAESD-style ``AutoencoderTiny`` under ``first_stage_model.``, which the engine runs
   as its VAE.
 * **Vega and SSD-1B** (arXiv 2401.02677): SDXL base with transformer blocks removed and a middle
   block of one resnet; SDXL's two text encoders and VAE. Built as SDXL's tensors less those blocks.
 
-Sizes in float16: SD 1.x tiny 1.0 GB, SDXS-512-DS 0.9 GB, SD 2.x tiny 1.4 GB, SDXS-09 1.4 GB, Vega
-3.3 GB (single file), SSD-1B 4.4 GB as a diffusers folder (unet/ 2.7 GB, text_encoder_2/ 1.4 GB).
+Sizes in float16: SD 1.x tiny 1.1 GB, SDXS-512-DS 0.9 GB, SD 2.x tiny 1.5 GB, SDXS-09 1.3 GB, Vega
+3.3 GB (single file), SSD-1B 4.5 GB as a diffusers folder (unet/ 2.7 GB, text_encoder_2/ 1.4 GB), no
+file over 3.3 GB.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def _tiny_unet(
     for up, m in enumerate(reversed(mult)):
         level = last - up
         for j in range(2):
-            _unet_resblock(s(f"output_blocks.{3 * up + j}.0", f"up_blocks.{up}.resnets.{j}"), ch + skips.pop(), _UNET_CHANNELS * m)
+            resnet = s(f"output_blocks.{3 * up + j}.0", f"up_blocks.{up}.resnets.{j}")
+            _unet_resblock(resnet, ch + skips.pop(), _UNET_CHANNELS * m)
             ch = _UNET_CHANNELS * m
             if attention[level]:
                 # The conversion script has no entry for the coarsest up level's attentions.
@@ -125,46 +127,45 @@ def _open_clip_h_23(s: _Scope) -> None:
     s.params.extend(p for p in full if not dropped.search(p.original))
 
 
-def _tiny(context_dim: int, linear: bool, attention: tuple[bool, ...], only_cross_first: bool = False):
-    return lambda s: _tiny_unet(
-        s, context_dim=context_dim, linear=linear, attention=attention, only_cross_first=only_cross_first
-    )
-
-
 _SD1_TEXT = ("cond_stage_model.transformer", models._clip_text, "model.safetensors")
 _SD2_TEXT = ("cond_stage_model.model", _open_clip_h_23, "model.safetensors")
 _KL_VAE = ("first_stage_model", models._vae, "diffusion_pytorch_model.safetensors")
 _TINY_VAE = ("first_stage_model", models_extra._taesd, "diffusion_pytorch_model.safetensors")
-_UNET = ("model.diffusion_model",)
 _UNET_FILE = "diffusion_pytorch_model.safetensors"
+
+
+def _tiny_model(text, vae, **unet) -> _Components:
+    """A tiny UNet (``_tiny_unet``'s keyword arguments) with these text encoder and VAE."""
+    def build(s: _Scope) -> None:
+        _tiny_unet(s, **unet)
+
+    return {"unet": ("model.diffusion_model", build, _UNET_FILE), "vae": vae, "text_encoder": text}
+
+
+def _sdxl_model(unet: Callable[[_Scope], None]) -> _Components:
+    return {**models_sdxl._COMPONENTS, "unet": ("model.diffusion_model", unet, _UNET_FILE)}
 
 #: the engine's family name -> (components, layout written: "single-file" or "diffusers", file name)
 FAMILIES: dict[str, tuple[_Components, str, str]] = {
     "SD 1.x Tiny UNet": (
-        {"unet": (*_UNET, _tiny(768, False, (True, True, True)), _UNET_FILE), "vae": _KL_VAE, "text_encoder": _SD1_TEXT},
+        _tiny_model(_SD1_TEXT, _KL_VAE, context_dim=768, linear=False, attention=(True, True, True)),
         "single-file", "bk-sdm-tiny.safetensors",
     ),
     "SDXS (512-DS)": (
-        {"unet": (*_UNET, _tiny(768, False, (False, True, True)), _UNET_FILE), "vae": _TINY_VAE, "text_encoder": _SD1_TEXT},
+        _tiny_model(_SD1_TEXT, _TINY_VAE, context_dim=768, linear=False, attention=(False, True, True)),
         "single-file", "sdxs-512-dreamshaper.safetensors",
     ),
     "SD 2.x Tiny UNet": (
-        {"unet": (*_UNET, _tiny(1024, True, (True, True, True)), _UNET_FILE), "vae": _KL_VAE, "text_encoder": _SD2_TEXT},
+        _tiny_model(_SD2_TEXT, _KL_VAE, context_dim=1024, linear=True, attention=(True, True, True)),
         "single-file", "bk-sdm-v2-tiny.safetensors",
     ),
     "SDXS (09)": (
-        {"unet": (*_UNET, _tiny(1024, True, (True, True, True), only_cross_first=True), _UNET_FILE),
-         "vae": _TINY_VAE, "text_encoder": _SD2_TEXT},
+        _tiny_model(_SD2_TEXT, _TINY_VAE, context_dim=1024, linear=True, attention=(True, True, True),
+                    only_cross_first=True),
         "single-file", "sdxs-09.safetensors",
     ),
-    "SDXL (Vega)": (
-        {**models_sdxl._COMPONENTS, "unet": (*_UNET, _vega_unet, _UNET_FILE)},
-        "single-file", "segmind-vega.safetensors",
-    ),
-    "SDXL (SSD1B)": (
-        {**models_sdxl._COMPONENTS, "unet": (*_UNET, _ssd1b_unet, _UNET_FILE)},
-        "diffusers", "SSD-1B",
-    ),
+    "SDXL (Vega)": (_sdxl_model(_vega_unet), "single-file", "segmind-vega.safetensors"),
+    "SDXL (SSD1B)": (_sdxl_model(_ssd1b_unet), "diffusers", "SSD-1B"),
 }
 
 

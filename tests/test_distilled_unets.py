@@ -59,8 +59,8 @@ def loaded(distilled: Path) -> tuple[sdcpp.Generator, list[str]]:
         yield gen, handler.lines
 
 
-def pixels(gen: sdcpp.Generator, prompt: str, seed: int) -> np.ndarray:
-    return np.asarray(gen.generate(prompt, seed=seed, **SMALL)[0], dtype=np.float64)
+def pixels(gen: sdcpp.Generator, prompt: str, seed: int, **kwargs) -> np.ndarray:
+    return np.asarray(gen.generate(prompt, seed=seed, **SMALL, **kwargs)[0], dtype=np.float64)
 
 
 @pytest.mark.parametrize("distilled", PARAMS, indirect=True)
@@ -88,10 +88,17 @@ def test_sdxs_09_takes_cond_and_uncond_as_one_batch(distilled: Path, loaded, cap
     # Before patch 0046 its graph rewrote a tensor's shape in place, and batched CFG left it out.
     gen, _ = loaded
     with caplog.at_level("INFO", logger="sdcpp"):
-        batched = pixels(gen, "a lighthouse", 3)
+        batched = pixels(gen, "a lighthouse", 3, cfg_scale=7.0)  # its default, 1, needs no unconditional
     assert "one batch-2 evaluation per step" in "\n".join(r.getMessage() for r in caplog.records)
     with sdcpp.Generator(distilled, device=DEVICE, batched_cfg=False) as separate:
-        assert_rounding_apart(batched, pixels(separate, "a lighthouse", 3))
+        assert_rounding_apart(batched, pixels(separate, "a lighthouse", 3, cfg_scale=7.0))
+
+
+@pytest.mark.parametrize("distilled", ["SDXS (512-DS)"], indirect=True)
+def test_sdxs_defaults_to_one_step_without_guidance(loaded) -> None:
+    gen, _ = loaded
+    assert (gen.defaults["steps"], gen.defaults["cfg_scale"], gen.defaults["width"]) == (1, 1.0, 512)
+    assert gen.with_defaults(sdcpp.GenerationParams("x")).steps == 1
 
 
 # diffusers' UNet2DConditionModel arguments that differ between the tiny UNets (the released configs:
@@ -114,10 +121,8 @@ needs_reference = pytest.mark.skipif(
 
 
 @needs_reference
-@pytest.mark.parametrize(
-    "distilled", [pytest.param(f, id=f, marks=[] if f == "SDXS (09)" else [pytest.mark.slow]) for f in TINY],
-    indirect=True,
-)
+@pytest.mark.slow  # torch's float32 copy of the UNet: 4.6 GB at the peak
+@pytest.mark.parametrize("distilled", TINY, indirect=True)
 def test_unet_call_matches_diffusers(distilled: Path, loaded) -> None:
     import torch
     from diffusers import UNet2DConditionModel
