@@ -39,6 +39,8 @@ def _rows() -> dict[str, FamilyDefaults]:  # family -> its defaults
     return {
         **{f: sd1 for f in _detect.SD1 | _detect.SD2},  # SD 2.x 768-v: see family_defaults
         **{f: sdxl for f in _detect.SDXL},
+        # docs/distilled_sd.md: "--cfg-scale 1 and --steps 1 are absolutely necessary" (one-step models)
+        **{f: FamilyDefaults(512, 512, 1, 1.0) for f in ("SDXS (512-DS)", "SDXS (09)")},
         "SD3.x": FamilyDefaults(1024, 1024, 20, 4.5),  # docs/sd3.md: -H 1024 -W 1024 --cfg-scale 4.5
         **{f: flux for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
         "Chroma Radiance": FamilyDefaults(1024, 1024, 20, 4.0),  # docs/chroma_radiance.md: --cfg-scale 4.0
