@@ -130,7 +130,7 @@ class _Pix2Pix(_Family):
 
     @pytest.mark.usefixtures("every_check_only")
     def test_without_an_image_it_draws_and_warns(self, gen: sdcpp.Generator, caplog: pytest.LogCaptureFixture) -> None:
-        """The engine edits a black image (and guides by the text alone) and warns, also when the picture
+        """The engine edits a black image (img_cfg_scale set to cfg_scale) and warns, also when the picture
         was given as init_image, which only starts the sampling from it."""
         with caplog.at_level(logging.WARNING, logger="sdcpp"):
             blank = _draw(gen, "make it red")
