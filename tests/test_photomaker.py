@@ -152,11 +152,13 @@ def _loaded(model: Path, photo_maker: Path) -> Iterator[sdcpp.Generator]:
 @pytest.mark.slow
 class TestVersion1:
     @pytest.fixture(scope="class")
-    def gen(self, sdxl_file: Path, photomaker_v1: Path) -> Iterator[sdcpp.Generator]:
+    @classmethod
+    def gen(cls, sdxl_file: Path, photomaker_v1: Path) -> Iterator[sdcpp.Generator]:
         yield from _loaded(sdxl_file, photomaker_v1)
 
     @pytest.fixture(scope="class")
-    def runs(self, gen: sdcpp.Generator) -> dict[str, np.ndarray]:
+    @classmethod
+    def runs(cls, gen: sdcpp.Generator) -> dict[str, np.ndarray]:
         """One generation per case, shared by the tests below (each takes 30 to 45 s)."""
         return {
             "id": _pixels(gen, id_images=[_face(0)]),
@@ -212,7 +214,8 @@ class TestVersion1:
 @pytest.mark.slow
 class TestVersion2:
     @pytest.fixture(scope="class")
-    def gen(self, sdxl_file: Path, photomaker_v2: Path) -> Iterator[sdcpp.Generator]:
+    @classmethod
+    def gen(cls, sdxl_file: Path, photomaker_v2: Path) -> Iterator[sdcpp.Generator]:
         yield from _loaded(sdxl_file, photomaker_v2)
 
     def test_id_embeddings_change_the_image(self, gen: sdcpp.Generator, tmp_path: Path) -> None:

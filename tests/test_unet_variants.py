@@ -73,8 +73,9 @@ class _Family:
             pytest.skip("the same engine code as for SD 1.x, which runs it")
 
     @pytest.fixture(scope="class")
-    def gen(self, request: pytest.FixtureRequest) -> Iterator[sdcpp.Generator]:
-        with sdcpp.Generator(request.getfixturevalue(self.model)) as gen:
+    @classmethod
+    def gen(cls, request: pytest.FixtureRequest) -> Iterator[sdcpp.Generator]:
+        with sdcpp.Generator(request.getfixturevalue(cls.model)) as gen:
             yield gen
 
     def test_is_detected_as_its_family(self, gen: sdcpp.Generator) -> None:
