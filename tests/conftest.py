@@ -7,9 +7,8 @@ tests/models.py, or for SDXL tests/models_sdxl.py, changes).
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
+import importlib.util
 import os
 import shutil
 import threading
@@ -24,6 +23,7 @@ import pytest
 import sdcpp
 
 from . import models, models_dit, models_extra, models_qwen_image, models_sd2, models_sdxl, models_wan
+from .memory import release_freed_memory
 
 
 _MEASURED = pytest.StashKey[dict]()
@@ -57,12 +57,8 @@ def footprint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     request.config.stash[_DISK_PEAK] = 0
     yield
     disk = request.config.stash[_DISK_PEAK]
-    gc.collect()
+    release_freed_memory()
     if os.path.exists("/proc/self/statm"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed heap pages otherwise
-        except OSError:
-            pass
         request.config.stash.setdefault(_FOOTPRINT, []).append(
             (request.node.nodeid, time.monotonic() - start, _rss_mib(), disk))
 
@@ -109,10 +105,19 @@ def ticks_while(call: Callable[[], object]) -> tuple[int, float]:
     return ticks, time.perf_counter() - start
 
 
+# CI installs .[parity]: there a missing reference fails, it is not skipped (as in test_parity.py).
+needs_reference = pytest.mark.skipif(
+    not os.environ.get("CI") and importlib.util.find_spec("diffusers") is None,
+    reason="needs the reference: pip install '.[parity]'",
+)
+
+
 def built(request: pytest.FixtureRequest, path: Path, write: Callable[[Path], object]) -> Path:
     """``models.build_once(path, write)`` for the fixture ``request`` belongs to. Models made for this
     run alone (no SDCPP_TEST_MODELS) are deleted after the last test that uses the fixture: together
-    they are larger than CI's free disk (a run once ended with "failed to write GGUF data")."""
+    they are larger than CI's free disk (a run once ended with "failed to write GGUF data"). "Uses" is
+    as pytest collects it (arguments, usefixtures, fixtures' arguments); a fixture a test reaches only
+    through ``request.getfixturevalue`` keeps its files to the end of the run."""
     path = models.build_once(path, write)
     if not os.environ.get("SDCPP_TEST_MODELS"):
         request.config.stash.setdefault(_DISPOSABLE, {}).setdefault(request.fixturename, []).append(path)

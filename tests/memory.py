@@ -12,6 +12,7 @@ def release_freed_memory() -> None:
     to the system: torch frees gigabytes of weights into malloc arenas that glibc otherwise keeps,
     and the next model loads on top of them."""
     gc.collect()
-    libc = ctypes.util.find_library("c")
-    if libc is not None and hasattr(ctypes.CDLL(libc), "malloc_trim"):  # glibc only
-        ctypes.CDLL(libc).malloc_trim(0)
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name is not None else None
+    if hasattr(libc, "malloc_trim"):  # glibc only
+        libc.malloc_trim(0)

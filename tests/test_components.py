@@ -3,9 +3,7 @@ weight_type and keep_clip_on_cpu / keep_vae_on_cpu, each checked by its effect o
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
-import os
 import re
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from sdcpp import _core
 from sdcpp._core import _testing
 from sdcpp.components import COMPONENTS
 
+from .conftest import needs_reference
 from .models_extra import COMPONENT_FILES
 from .test_inspect import header_only
 
@@ -78,13 +77,6 @@ def test_taesd_replaces_the_vae(
     assert "using TAE for encoding / decoding" in engine_lines(caplog)
     assert tiny.std() > 1
     assert np.abs(tiny - pixels(generator.generate("a lighthouse", seed=6, **SMALL))).mean() > 2
-
-
-# CI installs .[parity]: there a missing reference fails, it is not skipped (as in test_parity.py).
-needs_reference = pytest.mark.skipif(
-    not os.environ.get("CI") and importlib.util.find_spec("diffusers") is None,
-    reason="needs the reference: pip install '.[parity]'",
-)
 
 
 @needs_reference

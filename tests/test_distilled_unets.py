@@ -14,7 +14,6 @@ Peak memory: about 1.8 GB for the four tiny models (one at a time), 4 GB for Veg
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import sdcpp
 from sdcpp._core import _testing
 
+from .conftest import needs_reference
 from .models_distilled import FAMILIES, distilled  # noqa: F401
 from .test_batched_cfg import assert_rounding_apart
 
@@ -112,12 +112,6 @@ TINY = {
     "SDXS (09)": dict(cross_attention_dim=1024, attention_head_dim=[5, 10, 20], use_linear_projection=True,
                       only_cross_attention=[True, False, False]),
 }
-
-# CI installs .[parity]: there a missing reference fails, it is not skipped (as in test_parity.py).
-needs_reference = pytest.mark.skipif(
-    not os.environ.get("CI") and importlib.util.find_spec("diffusers") is None,
-    reason="needs the reference: pip install '.[parity]'",
-)
 
 
 @needs_reference

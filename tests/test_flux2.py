@@ -8,7 +8,6 @@ transformer agrees with diffusers'.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +17,7 @@ import pytest
 import sdcpp
 from sdcpp._core import _testing
 
+from .conftest import needs_reference
 from .models_flux2 import ernie_image_files, flux2_dev_files, flux2_klein_files, flux2_vae, ovis_image_files  # noqa: F401
 
 TINY = dict(width=64, height=64, steps=2)
@@ -100,11 +100,10 @@ def test_flux2_klein(flux2_klein_files: dict[str, Path], caplog: pytest.LogCaptu
     check(flux2_klein_files, KLEIN, caplog)
 
 
+@needs_reference
 def test_flux2_klein_transformer_call_matches_diffusers(flux2_klein_files: dict[str, Path], measured) -> None:
     """One transformer evaluation against diffusers' Flux2Transformer2DModel holding the file's weights
     (klein takes no pooled vector and no guidance, so the stage call is all it needs)."""
-    if not os.environ.get("CI"):  # CI installs .[parity]: there a missing reference fails, it is not skipped
-        pytest.importorskip("diffusers", reason="needs the reference: pip install '.[parity]'")
     import torch
     from diffusers import Flux2Transformer2DModel
     from diffusers.loaders.single_file_utils import convert_flux2_transformer_checkpoint_to_diffusers

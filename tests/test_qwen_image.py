@@ -5,7 +5,6 @@ it draws a 64x64 image with the family's defaults that the prompt steers and the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import pytest
 
 import sdcpp
 from sdcpp._core import _testing
+
+from .conftest import needs_reference
 
 TINY = dict(width=64, height=64, steps=2)
 
@@ -70,13 +71,12 @@ def test_without_the_llm_names_it(qwen_image_files: dict[str, Path]) -> None:
         sdcpp.Generator(**without, device="cpu")
 
 
+@needs_reference
 @pytest.mark.slow
 def test_transformer_call_matches_diffusers(qwen: sdcpp.Generator, measured) -> None:
     """One transformer evaluation against diffusers' QwenImageTransformer2DModel on the q4_0 weights as
     the engine decodes them (1.4 GB in float32). Without patch 0037 the text tokens sat at other rotary
     positions than diffusers' (and ComfyUI's): 2.3e-2 relative error."""
-    if not os.environ.get("CI"):  # CI installs .[parity]: there a missing reference fails, it is not skipped
-        pytest.importorskip("diffusers", reason="needs the reference: pip install '.[parity]'")
     import torch
     from diffusers import QwenImageTransformer2DModel
     from diffusers.models.transformers.transformer_qwenimage import QwenEmbedRope

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import os
@@ -22,6 +21,7 @@ from sdcpp._core import _testing
 from sdcpp.params import to_core
 
 from .child import run_python
+from .memory import release_freed_memory
 from .models import write_safetensors
 
 SMALL = dict(width=64, height=64, steps=2)
@@ -29,8 +29,7 @@ SMALL = dict(width=64, height=64, steps=2)
 
 def rss_bytes() -> int:
     """Resident memory after handing freed heap pages back to the OS (glibc keeps them otherwise)."""
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    release_freed_memory()
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
 

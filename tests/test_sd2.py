@@ -15,6 +15,8 @@ import pytest
 import sdcpp
 from sdcpp._core import _testing
 
+from .conftest import needs_reference
+
 SMALL = dict(width=64, height=64, steps=2)
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 
@@ -65,12 +67,11 @@ def test_diffusers_folder_gives_the_single_files_image(sd2: sdcpp.Generator, sd2
     np.testing.assert_array_equal(folder, pixels(sd2.generate("a lighthouse", seed=3, **SMALL)))
 
 
+@needs_reference
 @pytest.mark.slow
 def test_unet_call_matches_diffusers(sd2: sdcpp.Generator, sd2_folder: Path, measured) -> None:
     """One UNet evaluation against diffusers' UNet2DConditionModel on the folder's weights (float16 on
     disk, float32 in torch): 64-channel heads, Linear projections, a 1024-wide context."""
-    if not os.environ.get("CI"):  # CI installs .[parity]: there a missing reference fails, it is not skipped
-        pytest.importorskip("diffusers", reason="needs the reference: pip install '.[parity]'")
     import torch
     from diffusers import UNet2DConditionModel
 

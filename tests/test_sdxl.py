@@ -8,9 +8,7 @@ The engine's tests come first and load one model at a time: the process's peak s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,6 +22,7 @@ from sdcpp._core import _testing
 
 from sdcpp._headers import read_header
 
+from .conftest import needs_reference
 from .memory import release_freed_memory
 from .reference import BOS, EOS, bpe_ids
 
@@ -164,12 +163,6 @@ def test_layouts_hold_the_same_tensors(sdxl_file: Path, sdxl_folder: Path) -> No
 
 
 # --- diffusers loads the folder -----------------------------------------------------------------------
-
-# CI installs .[parity]: there a missing reference fails, it is not skipped (as in test_parity.py).
-needs_reference = pytest.mark.skipif(
-    not os.environ.get("CI") and importlib.util.find_spec("diffusers") is None,
-    reason="needs the reference: pip install '.[parity]'",
-)
 
 
 def _no_loading_problems(info: dict) -> None:

@@ -6,7 +6,6 @@ fixes. Peak memory 4.2 GB, 6.8 GB with the diffusers comparison; all slow (docs/
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 import sdcpp
 from sdcpp._core import _testing
 
+from .conftest import needs_reference
 from .models_z_image import z_image_files  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow  # a 3.5 GB transformer that takes seconds per evaluation on two cores
@@ -66,12 +66,11 @@ def test_without_the_llm_names_it(z_image_files: dict[str, Path]) -> None:
         sdcpp.Generator(**without, device="cpu")
 
 
+@needs_reference
 def test_transformer_call_matches_diffusers(z_image: sdcpp.Generator, measured) -> None:
     """One transformer evaluation against diffusers' ZImageTransformer2DModel with one layer and one
     refiner block of each kind (2.2 GB in float32): the file's other blocks add nothing to their input
     (tests/models_z_image.py), so the engine's 34 blocks compute what these 3 do."""
-    if not os.environ.get("CI"):  # CI installs .[parity]: there a missing reference fails, it is not skipped
-        pytest.importorskip("diffusers", reason="needs the reference: pip install '.[parity]'")
     import torch
     from diffusers import ZImageTransformer2DModel
 
