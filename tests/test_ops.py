@@ -17,6 +17,8 @@ from sdcpp._core import _testing
 from sdcpp.devices import resolve_device
 from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
 
+from .test_ops_fuzz import conv_2d_reference
+
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 # float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
 TOL = 2e-4
@@ -205,20 +207,6 @@ def test_an_unsupported_op_raises_naming_op_device_and_way_out(generator: sdcpp.
     assert generator.generate("x", width=64, height=64, steps=1, seed=1)[0].size == (64, 64)
 
 
-def conv_2d_reference(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
-    """Cross-correlation of x (C, H, W) with w (O, C, K, K), written from the definition."""
-    c, h, wd = x.shape
-    k = w.shape[2]
-    xp = np.pad(x.astype(np.float64), ((0, 0), (padding, padding), (padding, padding)))
-    oh, ow = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
-    out = np.zeros((w.shape[0], oh, ow))
-    for i in range(k):
-        for j in range(k):
-            patch = xp[:, i : i + stride * oh : stride, j : j + stride * ow : stride]  # (C, oh, ow)
-            out += np.einsum("oc,chw->ohw", w[:, :, i, j], patch)
-    return out
-
-
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv_2d_against_its_definition_across_row_blocks(stride: int) -> None:
     # Engine patch 0012 rewrote ggml's CPU im2col: rows split across threads, 64 output pixels at a
@@ -228,8 +216,25 @@ def test_conv_2d_against_its_definition_across_row_blocks(stride: int) -> None:
     w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
     for device in {"cpu", DEVICE}:
         got = ops.conv_2d(x[None], w, stride=stride, padding=1, device=device)[0]
-        want = conv_2d_reference(x, w, stride, 1)
+        want = conv_2d_reference(x[None], w, stride, 1)[0]
         assert got.shape == want.shape
         # GPUs may multiply float32 in reduced precision: 3.1e-4 measured on the H100 (the self-test's bound).
         tol = TOL if resolve_device(device) == "CPU" else GPU_TOLERANCE
         assert np.abs(got - want).max() <= tol * np.abs(want).max(), device
+
+
+@pytest.mark.parametrize(
+    "n, c, h, w, out, k, stride, padding",
+    [(2, 33, 5, 70, 4, 3, 1, 1), (1, 64, 9, 65, 3, 3, 2, 1), (1, 3, 6, 35, 5, 1, 1, 0), (2, 5, 7, 33, 2, 4, 2, 2)],
+)
+def test_conv_2d_against_its_definition_across_im2col_tiles(n, c, h, w, out, k, stride, padding) -> None:
+    # Engine patch 0053: CUDA's im2col makes its columns in tiles of 32 output columns by 32 channels.
+    # 33 and 65 channels or columns leave a tile of one; a batch of 2 crosses whole images.
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((out, c, k, k)).astype(np.float32)
+    got = ops.conv_2d(x, weight, stride=stride, padding=padding, device=DEVICE)
+    want = conv_2d_reference(x, weight, stride, padding)
+    assert got.shape == want.shape
+    tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
