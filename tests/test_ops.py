@@ -17,7 +17,7 @@ from sdcpp._core import _testing
 from sdcpp.devices import resolve_device
 from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
 
-from .test_ops_fuzz import conv_2d_reference
+from .test_ops_fuzz import conv_2d_reference, group_norm_reference
 
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 # float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
@@ -238,3 +238,19 @@ def test_conv_2d_against_its_definition_across_im2col_tiles(n, c, h, w, out, k, 
     assert got.shape == want.shape
     tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize("n, c, h, w, groups, offset", [(2, 8, 130, 130, 2, 0.0), (1, 4, 129, 128, 1, 100.0), (1, 32, 8, 8, 32, 0.0)])
+def test_group_norm_against_its_definition_across_chunks(n, c, h, w, groups, offset) -> None:
+    # Engine patch 0054: on CUDA a group of more than 16384 values is split into chunks over many
+    # blocks (67600 values: four whole chunks and a part); an offset of 100 against a spread of 1 is
+    # where summing squares instead of squared deviations would lose the variance. 64 values a group
+    # stay on the one-block kernel. The chunks' sums are added in a fixed order: the same input gives
+    # the same bits twice.
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal((n, c, h, w)) + offset).astype(np.float32)
+    got = ops.group_norm(x, groups, device=DEVICE)
+    want = group_norm_reference(x, groups, 1e-6)
+    tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    assert np.array_equal(got, ops.group_norm(x, groups, device=DEVICE))
