@@ -1,8 +1,9 @@
 """What the README, docs/ and the error messages tell a user to run exists.
 
 sdcpp is not on the package index: every ``pip install`` of sdcpp must name a checkout (a path), never
-the bare package name or the CUDA wheels' name, and every relative link must lead to a file (and a
-heading, where it names one).
+the bare package name or the CUDA wheels' name; every relative link must lead to a file (and a
+heading, where it names one), and every file of this repository that a page or a source comment cites
+must exist.
 """
 
 from __future__ import annotations
@@ -21,7 +22,20 @@ from sdcpp.devices import resolve_device
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SOURCES = [*sorted((ROOT / "cpp").glob("*.cpp")), *sorted((ROOT / "src" / "sdcpp").glob("*.py"))]
+CITING = [
+    *PAGES,
+    RESULTS,
+    ROOT / "CMakeLists.txt",
+    ROOT / "pyproject.toml",
+    *sorted((ROOT / "third_party").glob("*.cmake")),
+    *sorted((ROOT / "cpp").glob("*.[ch]*")),
+    *sorted((ROOT / "src" / "sdcpp").rglob("*.py")),
+]
+ENGINE = ROOT / "third_party" / "stable-diffusion.cpp"  # fetched by the build; absent in a fresh checkout
+# A path of this repository's as prose and comments cite it; `{a,b}` stands for two files.
+REFERENCE = re.compile(r"(?<![\w./<>{}-])((?:docs|benchmarks|tests|tools|cpp|src/sdcpp|third_party/patches)/[\w.{},/-]*[\w/}])")
 OUR_NAMES = {"sdcpp", "sdcpp-cu13"}
 OPTIONS_WITH_A_VALUE = {"-d", "--dest", "-r", "--requirement", "-f", "--find-links", "-c", "--constraint", "--no-binary", "--only-binary"}
 
@@ -84,7 +98,7 @@ def anchors(page: Path) -> set[str]:
 
 
 @needs_checkout
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("page", [*PAGES, RESULTS], ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(page: Path) -> None:
     links = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
     relative = [link for link in links if not re.match(r"[a-z]+:", link)]
@@ -94,6 +108,51 @@ def test_every_relative_link_resolves(page: Path) -> None:
         assert target.exists(), f"{page.name}: {link} leads nowhere"
         if anchor:
             assert anchor in anchors(target), f"{page.name}: {link} names no heading of {target.name}"
+
+
+def expand_braces(path: str) -> list[str]:
+    """``a-{on,off}.md`` -> ``a-on.md``, ``a-off.md`` (one brace group, as the docs write them)."""
+    match = re.search(r"\{([^{}]*)\}", path)
+    if not match:
+        return [path]
+    return [path[: match.start()] + part + path[match.end() :] for part in match.group(1).split(",")]
+
+
+def broken_references(text: str, root: Path, engine: Path) -> list[str]:
+    """The file paths a text cites that lead nowhere. A path right after "the engine's" is the engine's
+    own (its ``docs/flux.md``, not ours), checked in the engine's source where the build fetched it."""
+    broken = []
+    for match in REFERENCE.finditer(text):
+        engines = re.search(r"engine's\s+`?$", text[: match.start()]) is not None
+        if engines and not engine.exists():
+            continue
+        base = engine if engines else root
+        broken += [p for p in expand_braces(match.group(1)) if not (base / p).exists()]
+    return broken
+
+
+def test_the_reference_check_tells_our_files_from_the_engines(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "usage.md").write_text("")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    for name in ("a-on.md", "a-off.md"):
+        (tmp_path / "benchmarks" / "results" / name).write_text("")
+    engine = tmp_path / "engine"
+    text = "see docs/usage.md, `benchmarks/results/a-{on,off}.md` and the engine's docs/flux.md"
+    assert broken_references(text, tmp_path, engine) == []  # not fetched: the engine's paths are not checked
+    engine.mkdir()
+    assert broken_references(text, tmp_path, engine) == ["docs/flux.md"]
+    assert broken_references(text.replace("the engine's ", ""), tmp_path, engine) == ["docs/flux.md"]
+    assert broken_references("(docs/usage.md, docs/gone.md; tests/test_x.py::test_y)", tmp_path, engine) == [
+        "docs/gone.md",
+        "tests/test_x.py",
+    ]
+
+
+@needs_checkout
+@pytest.mark.parametrize("source", CITING, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_file_a_page_or_comment_cites_exists(source: Path) -> None:
+    assert broken_references(source.read_text(), ROOT, ENGINE) == [], source.name
 
 
 @needs_checkout

@@ -370,7 +370,8 @@ def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error
         gen = sdcpp.Generator({str(sd15_file)!r}, device="cpu")
         small = dict(seed=1, width=64, height=64, steps=1)
         calls = {{"close": gen.close, "generate": lambda: gen.generate("x", **small),
-                 "tokenize": lambda: gen.tokenize("x"), "default sampler": lambda: gen._ctx.default_sample_method()}}
+                 "tokenize": lambda: gen.tokenize("x"), "noise": lambda: gen.noise(1, width=64, height=64),
+                 "sigmas": lambda: gen.sigmas(2), "default sampler": lambda: gen._ctx.default_sample_method()}}
         for name, call in calls.items():
             def progress(step, steps, seconds, call=call):
                 if step == 1:
@@ -398,7 +399,7 @@ def test_a_callback_that_closes_or_reuses_its_own_generator_gets_a_runtime_error
     out = run_python(script, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
-    for name in ("close", "generate", "tokenize"):
+    for name in ("close", "generate", "tokenize", "noise", "sigmas"):
         refused = [line for line in lines if line.startswith(f"{name} -> RuntimeError: ")]
         assert refused and "Generator.cancel()" in refused[0], out.stdout
     # A quick query reads the context without waiting for the call (it holds no lock then).
@@ -413,7 +414,18 @@ def _cpu_only(generator: sdcpp.Generator) -> None:
         pytest.skip("ggml's GPU backends cannot stop a computation: there a cancel waits for the step or decode")
 
 
-def test_a_cancel_during_a_sampling_step_on_the_cpu_ends_that_step(generator: sdcpp.Generator) -> None:
+def _warnings_and_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.levelname}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _aborts_at_debug(caplog: pytest.LogCaptureFixture) -> bool:
+    """The engine's "compute failed: aborted" line of a cancelled call came, at DEBUG."""
+    return any("aborted" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+def test_a_cancel_during_a_sampling_step_on_the_cpu_ends_that_step(
+    generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
     _cpu_only(generator)
     steps: list[int] = []
 
@@ -422,9 +434,12 @@ def test_a_cancel_during_a_sampling_step_on_the_cpu_ends_that_step(generator: sd
         if step == 1:  # the second step starts now and takes seconds at 256x256
             threading.Timer(0.2, generator.cancel).start()
 
-    with pytest.raises(sdcpp.Cancelled):
-        generator.generate("x", seed=1, width=256, height=256, steps=500, progress=progress)
+    with caplog.at_level("DEBUG", logger="sdcpp"):
+        with pytest.raises(sdcpp.Cancelled):
+            generator.generate("x", seed=1, width=256, height=256, steps=500, progress=progress)
     assert steps == [0, 1], "the step during which cancel() came ran to its end"
+    assert _warnings_and_errors(caplog) == [], "a cancel is not a failure"
+    assert _aborts_at_debug(caplog), "the engine's abort was not logged at DEBUG"
 
 
 def test_a_cancel_during_a_long_vae_decode_on_the_cpu_stops_it(
@@ -440,7 +455,7 @@ def test_a_cancel_during_a_long_vae_decode_on_the_cpu_stops_it(
     handler = CancelDuringDecode()
     generator.logger.addHandler(handler)
     try:
-        with caplog.at_level("INFO", logger="sdcpp"):
+        with caplog.at_level("DEBUG", logger="sdcpp"):
             with pytest.raises(sdcpp.Cancelled):
                 generator.generate("x", seed=1, width=256, height=256, steps=1)
     finally:
@@ -448,6 +463,8 @@ def test_a_cancel_during_a_long_vae_decode_on_the_cpu_stops_it(
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.endswith(" - decoding 1 latents") for m in messages), "the decode never started"
     assert not any("latent 1 decoded" in m for m in messages), "the decode ran to its end"
+    assert _warnings_and_errors(caplog) == [], "a cancel is not a failure"
+    assert _aborts_at_debug(caplog), "the engine's abort was not logged at DEBUG"
 
 
 def test_engine_lines_of_the_model_loaders_threads_reach_the_generators_logger_and_error(

@@ -199,7 +199,7 @@ def _decide(f: dict[str, bool], token_width: int, input_ne0: int, input_channels
 
 # --- name conversion (convert_tensor_name), the part detection and component lookup read -------------
 
-# With third_party/patches/0018: the longest matching prefix wins.
+# With third_party/patches/0018-sdxl-diffusers-detection.patch: the longest matching prefix wins.
 _PREFIXES = {
     "diffusion_model.": "model.diffusion_model.",
     "unet.": "model.diffusion_model.",

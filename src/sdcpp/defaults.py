@@ -33,27 +33,27 @@ _ENGINE = FamilyDefaults(512, 512, 20, 7.0)  # sd_img_gen_params_init / sd_sampl
 
 
 def _rows() -> dict[str, FamilyDefaults]:  # family -> its defaults
-    sd1 = _ENGINE  # docs/sd.md: SD 1.x runs with no size, steps or CFG given
-    sdxl = _ENGINE._replace(width=1024, height=1024)  # docs/sd.md: sd_xl_base_1.0 with -H 1024 -W 1024
-    flux = FamilyDefaults(1024, 1024, 20, 1.0, 3.5)  # docs/flux.md: --cfg-scale 1.0; Flux.1's card: 1024x1024
+    sd1 = _ENGINE  # the engine's docs/sd.md: SD 1.x runs with no size, steps or CFG given
+    sdxl = _ENGINE._replace(width=1024, height=1024)  # the engine's docs/sd.md: sd_xl_base_1.0 with -H 1024 -W 1024
+    flux = FamilyDefaults(1024, 1024, 20, 1.0, 3.5)  # the engine's docs/flux.md: --cfg-scale 1.0; Flux.1's card: 1024x1024
     return {
         **{f: sd1 for f in _detect.SD1 | _detect.SD2},  # SD 2.x 768-v: see family_defaults
         **{f: sdxl for f in _detect.SDXL},
-        # docs/distilled_sd.md: "--cfg-scale 1 and --steps 1 are absolutely necessary" (one-step models)
+        # the engine's docs/distilled_sd.md: "--cfg-scale 1 and --steps 1 are absolutely necessary" (one-step models)
         **{f: FamilyDefaults(512, 512, 1, 1.0) for f in ("SDXS (512-DS)", "SDXS (09)")},
-        "SD3.x": FamilyDefaults(1024, 1024, 20, 4.5),  # docs/sd3.md: -H 1024 -W 1024 --cfg-scale 4.5
+        "SD3.x": FamilyDefaults(1024, 1024, 20, 4.5),  # the engine's docs/sd3.md: -H 1024 -W 1024 --cfg-scale 4.5
         **{f: flux for f in ("Flux", "Flux Fill", "Flux Control", "Flex.2")},
-        "Chroma Radiance": FamilyDefaults(1024, 1024, 20, 4.0),  # docs/chroma_radiance.md: --cfg-scale 4.0
-        "Qwen Image": FamilyDefaults(1024, 1024, 20, 2.5),  # docs/qwen_image.md: -H 1024 -W 1024 --cfg-scale 2.5
-        "Anima": FamilyDefaults(1024, 1024, 20, 6.0),  # docs/anima.md: --cfg-scale 6.0
-        "Flux.2": FamilyDefaults(1024, 1024, 20, 1.0, 3.5),  # docs/flux2.md: flux2-dev --cfg-scale 1.0
-        # docs/flux2.md: klein --cfg-scale 1.0 --steps 4. No distilled guidance: klein has no guidance_in
+        "Chroma Radiance": FamilyDefaults(1024, 1024, 20, 4.0),  # the engine's docs/chroma_radiance.md: --cfg-scale 4.0
+        "Qwen Image": FamilyDefaults(1024, 1024, 20, 2.5),  # the engine's docs/qwen_image.md: -H 1024 -W 1024 --cfg-scale 2.5
+        "Anima": FamilyDefaults(1024, 1024, 20, 6.0),  # the engine's docs/anima.md: --cfg-scale 6.0
+        "Flux.2": FamilyDefaults(1024, 1024, 20, 1.0, 3.5),  # the engine's docs/flux2.md: flux2-dev --cfg-scale 1.0
+        # the engine's docs/flux2.md: klein --cfg-scale 1.0 --steps 4. No distilled guidance: klein has no guidance_in
         # (the engine logs guidance_embed = false), so a guidance value would change nothing.
         "Flux.2 klein": FamilyDefaults(1024, 1024, 4, 1.0),
-        "Z-Image": FamilyDefaults(1024, 1024, 20, 1.0),  # docs/z_image.md: Z-Image-Turbo --cfg-scale 1.0
-        "Ovis Image": FamilyDefaults(1024, 1024, 20, 5.0),  # docs/ovis_image.md: --cfg-scale 5.0
-        "Ernie Image": FamilyDefaults(1024, 1024, 20, 5.0),  # docs/ernie_image.md: --cfg-scale 5.0 (the base model)
-        **{f: FamilyDefaults(832, 480, 20, 6.0) for f in _detect.FAMILIES if f.startswith("Wan")},  # docs/wan.md
+        "Z-Image": FamilyDefaults(1024, 1024, 20, 1.0),  # the engine's docs/z_image.md: Z-Image-Turbo --cfg-scale 1.0
+        "Ovis Image": FamilyDefaults(1024, 1024, 20, 5.0),  # the engine's docs/ovis_image.md: --cfg-scale 5.0
+        "Ernie Image": FamilyDefaults(1024, 1024, 20, 5.0),  # the engine's docs/ernie_image.md: --cfg-scale 5.0 (the base model)
+        **{f: FamilyDefaults(832, 480, 20, 6.0) for f in _detect.FAMILIES if f.startswith("Wan")},  # the engine's docs/wan.md
     }
 
 
