@@ -254,6 +254,45 @@ def test_every_command_in_the_docs_parses() -> None:
             _Outputs(args.output, 4)
 
 
+README = DOCS.parent.parent / "README.md"
+_KEYWORD = re.compile(r"(?<![\w=!<>])([a-z_]\w*)=(?!=)")  # name= in a call, not == or a string's 'x=y'
+_NO_OPTION = {"progress"}  # the command's progress bar is its form (docs/cli.md)
+
+
+def _table(text: str, header: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table whose header row starts with ``header``, by their first cell."""
+    lines = text[text.index(header):].splitlines()[2:]
+    rows = [line.strip().strip("|").split(" | ") for line in lines[: next(
+        (i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))]]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def _readme_examples() -> dict[str, str]:
+    """README's Python examples: each code block by the heading above it, each workflow by its row."""
+    text = README.read_text()
+    blocks = {}
+    for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+        heading = re.findall(r"^#+ (.+)$", text[: match.start()], re.M)[-1]
+        blocks[heading] = match.group(1)
+    return {**blocks, **{name: cells[0] for name, cells in _table(text, "| workflow |").items()}}
+
+
+def test_every_readme_example_has_a_command_line_form() -> None:
+    examples = _readme_examples()
+    commands = {name: cells[0].strip("`") for name, cells in _table(DOCS.read_text(), "| README example |").items()}
+    assert len(examples) >= 20 and "Quick start" in examples and "Previews" in examples
+    assert [name for name in examples if name not in commands] == [], "README examples missing from docs/cli.md"
+    assert [name for name in commands if name not in examples] == [], "docs/cli.md rows for no README example"
+    for name, example in examples.items():
+        argv = shlex.split(commands[name])
+        assert argv[0] == "sdcpp", commands[name]
+        args = parser().parse_args(argv[1:])
+        groups = [value for value in vars(args).values() if isinstance(value, KeyValues)]
+        unset = [k for k in _KEYWORD.findall(example)
+                 if k not in _NO_OPTION and not hasattr(args, k) and not any(k in g for g in groups)]
+        assert unset == [], f"{name}: the command sets none of {unset}: {commands[name]}"
+
+
 def _pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image)
