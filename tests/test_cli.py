@@ -79,6 +79,9 @@ def test_version_from_the_entry_point_and_python_dash_m() -> None:
         (["generate"], "give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the other"),
         (["generate", "m.safetensors", "x", "-o", "out.gif"], "-o: 'out.gif' must end in .png, .jpg, .jpeg, .webp"),
         (["generate", "m.safetensors", "x", "-o", "{name}.png"], "-o: unknown placeholder {name}"),
+        (["generate", "m.safetensors", "x", "--preview", "{seed}.png"], "--preview: unknown placeholder {seed} in "
+                                                                        "'{seed}.png'; use {step}, {index}"),
+        (["generate", "m.safetensors", "x", "--preview", "p.gif"], "--preview: 'p.gif' must end in .png, .jpg"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
