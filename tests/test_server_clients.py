@@ -36,7 +36,8 @@ def server(sd15_file: Path, lora_dir: Path, tmp_path_factory: pytest.TempPathFac
 
 @pytest.fixture
 def client(server: ServerProcess):
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120)
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=120) as c:
+        yield c
 
 
 def png(data: str) -> Image.Image:
