@@ -22,7 +22,7 @@ import pytest
 
 import sdcpp
 
-from . import models, models_dit, models_extra, models_qwen_image, models_sd2, models_sdxl, models_wan
+from . import models, models_dit, models_extra, models_lora, models_qwen_image, models_sd2, models_sdxl, models_wan
 from .memory import release_freed_memory
 
 
@@ -200,6 +200,29 @@ def other_vae(request: pytest.FixtureRequest, extras_dir: Path) -> Path:
     """An SD 1.5 VAE file with other weights than sd15_file's (seed 1; 160 MB)."""
     write = partial(models_extra.write_sd15_components, parts=("vae",), seed=1)
     return built(request, extras_dir / "vae-seed1", write) / "vae.safetensors"
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LoRAs for SD 1.5 in both naming schemes: kohya.safetensors and peft.safetensors."""
+    folder = _cache_dir(tmp_path_factory, models, models_lora) / "loras"
+    folder.mkdir(exist_ok=True)
+    models.build_once(folder / "kohya.safetensors", models_lora.write_kohya_lora)
+    models.build_once(folder / "peft.safetensors", models_lora.write_peft_lora)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedding_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two folders, each with a 2-vector embedding 'MyStyle.safetensors' of different values."""
+    root = _cache_dir(tmp_path_factory, models, models_lora)
+    folders = []
+    for seed in (3, 4):
+        folder = root / f"embeddings-{seed}"
+        folder.mkdir(exist_ok=True)
+        models.build_once(folder / "MyStyle.safetensors", partial(models_lora.write_embedding, seed=seed))
+        folders.append(folder)
+    return folders[0], folders[1]
 
 
 @pytest.fixture(scope="session")

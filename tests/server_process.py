@@ -22,13 +22,15 @@ START_TIMEOUT_S = 300
 class ServerProcess:
     """``python -m sdcpp serve MODEL --port 0 ...``, its log in a file, and a client for it."""
 
-    def __init__(self, model: Path, log: Path, *args: str, api_key: Optional[str] = None,
+    def __init__(self, model: Optional[Path], log: Path, *args: str, api_key: Optional[str] = None,
                  background: bool = False) -> None:
-        """``background``: started with SIGINT ignored, as a shell's background job (``sdcpp serve ... &``)
-        is; otherwise with a terminal's Ctrl-C, whatever the test run's own disposition."""
+        """``model``: None for component files given in ``args``. ``background``: started with SIGINT
+        ignored, as a shell's background job (``sdcpp serve ... &``) is; otherwise with a terminal's
+        Ctrl-C, whatever the test run's own disposition."""
         self.log_path = log
         self.api_key = api_key
-        command = [sys.executable, "-m", "sdcpp", "serve", str(model), "--port", "0", "--device", "cpu", *args]
+        command = [sys.executable, "-m", "sdcpp", "serve", *([str(model)] if model else []), "--port", "0",
+                   "--device", "cpu", *args]
         if api_key:
             command += ["--api-key", api_key]
         with open(log, "wb") as out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import os
 import pty
 import re
@@ -78,6 +79,9 @@ def test_version_from_the_entry_point_and_python_dash_m() -> None:
         (["generate"], "give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the other"),
         (["generate", "m.safetensors", "x", "-o", "out.gif"], "-o: 'out.gif' must end in .png, .jpg, .jpeg, .webp"),
         (["generate", "m.safetensors", "x", "-o", "{name}.png"], "-o: unknown placeholder {name}"),
+        (["generate", "m.safetensors", "x", "--preview", "{seed}.png"], "--preview: unknown placeholder {seed} in "
+                                                                        "'{seed}.png'; use {step}, {index}"),
+        (["generate", "m.safetensors", "x", "--preview", "p.gif"], "--preview: 'p.gif' must end in .png, .jpg"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -99,6 +103,17 @@ def test_errors_exit_1_with_one_line_and_a_traceback_only_when_verbose(tmp_path:
     # A setting out of bounds is refused before the model loads.
     bad = sdcpp_cmd("generate", missing, "x", "--strength", "2")
     assert bad.returncode == 1 and bad.stderr.strip() == "sdcpp: error: strength: must be a number from 0 to 1, not 2.0"
+
+
+def test_info_prints_this_builds_versions_backends_and_devices_as_json() -> None:
+    out = sdcpp_cmd("info")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    expected = sdcpp.system_info()
+    assert info.keys() == expected.keys()
+    assert (info["version"], info["engine"], info["backends"]) == (sdcpp.__version__, expected["engine"],
+                                                                   expected["backends"])
+    assert [d["name"] for d in info["devices"]] == [d["name"] for d in expected["devices"]] and "CPU" in info["backends"]
 
 
 def test_show_refuses_an_image_without_parameters(tmp_path: Path) -> None:
@@ -254,6 +269,45 @@ def test_every_command_in_the_docs_parses() -> None:
             _Outputs(args.output, 4)
 
 
+README = DOCS.parent.parent / "README.md"
+_KEYWORD = re.compile(r"(?<![\w=!<>])([a-z_]\w*)=(?!=)")  # name= in a call, not == or a string's 'x=y'
+_NO_OPTION = {"progress"}  # the command's progress bar is its form (docs/cli.md)
+
+
+def _table(text: str, header: str) -> dict[str, list[str]]:
+    """The rows of the Markdown table whose header row starts with ``header``, by their first cell."""
+    lines = text[text.index(header):].splitlines()[2:]
+    rows = [line.strip().strip("|").split(" | ") for line in lines[: next(
+        (i for i, line in enumerate(lines) if not line.startswith("|")), len(lines))]]
+    return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def _readme_examples() -> dict[str, str]:
+    """README's Python examples: each code block by the heading above it, each workflow by its row."""
+    text = README.read_text()
+    blocks = {}
+    for match in re.finditer(r"```python\n(.*?)```", text, re.S):
+        heading = re.findall(r"^#+ (.+)$", text[: match.start()], re.M)[-1]
+        blocks[heading] = match.group(1)
+    return {**blocks, **{name: cells[0] for name, cells in _table(text, "| workflow |").items()}}
+
+
+def test_every_readme_example_has_a_command_line_form() -> None:
+    examples = _readme_examples()
+    commands = {name: cells[0].strip("`") for name, cells in _table(DOCS.read_text(), "| README example |").items()}
+    assert len(examples) >= 20 and "Quick start" in examples and "Previews" in examples
+    assert [name for name in examples if name not in commands] == [], "README examples missing from docs/cli.md"
+    assert [name for name in commands if name not in examples] == [], "docs/cli.md rows for no README example"
+    for name, example in examples.items():
+        argv = shlex.split(commands[name])
+        assert argv[0] == "sdcpp", commands[name]
+        args = parser().parse_args(argv[1:])
+        groups = [value for value in vars(args).values() if isinstance(value, KeyValues)]
+        unset = [k for k in _KEYWORD.findall(example)
+                 if k not in _NO_OPTION and not hasattr(args, k) and not any(k in g for g in groups)]
+        assert unset == [], f"{name}: the command sets none of {unset}: {commands[name]}"
+
+
 def _pixels(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image)
@@ -397,7 +451,7 @@ def test_a_terminal_shows_a_progress_bar(sd15_file: Path, tmp_path: Path) -> Non
                                             "-o", tmp_path / "out.jpg"])
     assert status == 0, shown
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
-    assert "━" in plain and "100%" in plain and re.search(r"\d+\.\d\d (it/s|s/it)", plain), plain
+    assert "━" in plain and re.search(r"100% 2/2 +\d+\.\d\d (it/s|s/it) +0:00 left", plain), plain  # time left
     assert re.search(r"image 2/2 +━+ 100% 2/2", plain) and "decoding 2 images" in plain, plain
     assert "loaded sd15.safetensors" in plain and "step 1/2" not in plain  # no plain lines
     # The batch of 2 with -o out.jpg: out-0.jpg and out-1.jpg, JPEG files; stdout (a pipe) lists them.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +11,8 @@ import pytest
 
 import sdcpp
 
-from . import models, models_lora
-from .conftest import _cache_dir
-
 SMALL = dict(width=64, height=64, steps=2, seed=5)
 _VOCAB = 49408  # CLIP's vocabulary: the engine numbers an embedding's vectors from here
-
-
-@pytest.fixture(scope="session")
-def embedding_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two folders, each with a 2-vector embedding 'MyStyle.safetensors' of different values."""
-    root = _cache_dir(tmp_path_factory, models, models_lora)
-    folders = []
-    for seed in (3, 4):
-        folder = root / f"embeddings-{seed}"
-        folder.mkdir(exist_ok=True)
-        models.build_once(folder / "MyStyle.safetensors", partial(models_lora.write_embedding, seed=seed))
-        folders.append(folder)
-    return folders[0], folders[1]
 
 
 def _images(sd15_file: Path, embeddings, prompts: list[str]) -> tuple[sdcpp.Generator, list[np.ndarray]]:

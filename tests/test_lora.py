@@ -13,20 +13,10 @@ import pytest
 import sdcpp
 from sdcpp._core import _testing
 
-from . import models, models_lora
-from .conftest import _cache_dir
+from . import models_lora
 
 SMALL = dict(width=64, height=64, steps=2, seed=5)
 _APPLIED = re.compile(r"\((\d+) / (\d+)\) LoRA tensors have been applied")
-
-
-@pytest.fixture(scope="session")
-def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = _cache_dir(tmp_path_factory, models, models_lora) / "loras"
-    folder.mkdir(exist_ok=True)
-    models.build_once(folder / "kohya.safetensors", models_lora.write_kohya_lora)
-    models.build_once(folder / "peft.safetensors", models_lora.write_peft_lora)
-    return folder
 
 
 @pytest.fixture(scope="module", params=["immediately", "at_runtime"])

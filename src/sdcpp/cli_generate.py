@@ -31,6 +31,7 @@ _SHORT = {"negative_prompt": "-n", "width": "-W", "height": "-H", "seed": "-s", 
 # Output extensions and the options their format is saved with (PNG keeps the parameters).
 _FORMATS = {".png": {}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}, ".webp": {"quality": 95}}
 _PLACEHOLDERS = ("index", "seed", "prompt")
+_PREVIEW_PLACEHOLDERS = ("step", "index")
 
 _EXAMPLES = """examples:
   sdcpp generate model.safetensors "a lighthouse at dusk" -W 512 -H 512 --steps 20 -s 42 -o lighthouse.png
@@ -38,6 +39,7 @@ _EXAMPLES = """examples:
   sdcpp generate model.safetensors --prompts-file prompts.txt -o '{prompt}-{seed}.png'
   sdcpp generate model.safetensors "a watercolour" --init-image photo.png --strength 0.6
   sdcpp generate model.safetensors --from out.png --steps 30     (the image's settings, steps changed)
+  sdcpp generate model.safetensors "a cat" --steps 20 --preview 'preview-{step}.png' --preview-every 5
 """
 
 
@@ -67,6 +69,10 @@ def add_parser(commands: Any) -> None:
                    help="where to save: .png (keeps the parameters), .jpg or .webp; {index} (0, 1, ... in this "
                         "run), {seed} and {prompt} (the prompt's first words) are replaced; with several images "
                         "and none of them, -{index} is added before the extension (default: out.png)")
+    g.add_argument("--preview", metavar="PATTERN",
+                   help="save a preview of the latent at every --preview-every-th step (--preview-mode says how "
+                        "it is decoded): .png, .jpg or .webp; {step} and {index} (the first image of the batch "
+                        "being sampled) are replaced; without {step} each preview replaces the last")
     add_options(g.add_argument_group("generation settings (sdcpp.GenerationParams)"), setting_options(), _SHORT)
     add_options(g.add_argument_group("input images"), image_options())
     add_options(g.add_argument_group("model and device (sdcpp.Generator)"), generator_options())
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     display = make_display(getattr(args, "quiet", False))
     all_params = [_params(base, settings, inputs, prompt) for prompt in prompts or [base.prompt]]  # type: ignore[union-attr]
     outputs = _Outputs(args.output, sum(p.batch for p in all_params))
+    previews = _Previews(args.preview, outputs) if args.preview else None
     with display, _showing_logs(display, getattr(args, "verbose", None) or 0, outputs.total) as tracker:
         start = time.monotonic()
         display.phase(f"loading {model or diffusion_model}")
@@ -107,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                              f"{os.path.basename(gen.model)}: the pixels will differ")
             for params in all_params:
                 tracker.start(outputs.done, params.batch)
-                for image in gen.generate(dataclasses.replace(params, progress=tracker.progress)):
+                callbacks = {"progress": tracker.progress, **({"preview": previews.save} if previews else {})}
+                for image in gen.generate(dataclasses.replace(params, **callbacks)):
                     path = outputs.next(image.params.seed, image.params.prompt)
                     image.save(path, **_FORMATS[path.suffix.lower()])
                     _report(display, path, image.params.seed)
@@ -163,27 +171,31 @@ def _report(display: Display, path: Path, seed: int) -> None:
         display.line(f"saved {path} (seed {seed})")
 
 
+def _check_pattern(option: str, pattern: str, placeholders: Sequence[str]) -> set[str]:
+    """The placeholders ``pattern`` uses, all of them known, and its extension one of _FORMATS."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
+        unknown = fields - set(placeholders)
+        if not unknown:
+            pattern.format(**dict.fromkeys(placeholders, 0))
+    except (ValueError, IndexError) as e:
+        raise UsageError(f"{option}: {pattern!r} is not a valid pattern ({e})") from None
+    if unknown:
+        raise UsageError(f"{option}: unknown placeholder {{{sorted(unknown)[0]}}} in {pattern!r}; use "
+                         f"{', '.join('{' + p + '}' for p in placeholders)} (and {{{{ }}}} for braces)")
+    if Path(pattern).suffix.lower() not in _FORMATS:
+        raise UsageError(f"{option}: {pattern!r} must end in {', '.join(_FORMATS)}")
+    return fields
+
+
 class _Outputs:
     """The output pattern -> one path per image of the run; a path this run wrote is never reused."""
 
     def __init__(self, pattern: str, total: int) -> None:
-        try:
-            fields = {name for _, name, _, _ in string.Formatter().parse(pattern) if name is not None}
-        except ValueError as e:
-            raise UsageError(f"-o: {pattern!r} is not a valid pattern ({e})") from None
-        unknown = fields - set(_PLACEHOLDERS)
-        if unknown:
-            raise UsageError(f"-o: unknown placeholder {{{sorted(unknown)[0]}}} in {pattern!r}; use "
-                             f"{', '.join('{' + p + '}' for p in _PLACEHOLDERS)} (and {{{{ }}}} for braces)")
-        suffix = Path(pattern).suffix.lower()
-        if suffix not in _FORMATS:
-            raise UsageError(f"-o: {pattern!r} must end in {', '.join(_FORMATS)}")
+        fields = _check_pattern("-o", pattern, _PLACEHOLDERS)
+        suffix = Path(pattern).suffix
         if not fields and total > 1:  # out.png -> out-0.png, out-1.png, ...
-            pattern = f"{pattern[: -len(suffix)]}-{{index}}{pattern[-len(suffix):]}"
-        try:
-            pattern.format(index=0, seed=0, prompt="")
-        except (ValueError, IndexError) as e:
-            raise UsageError(f"-o: {pattern!r} is not a valid pattern ({e})") from None
+            pattern = f"{pattern[: -len(suffix)]}-{{index}}{suffix}"
         self.pattern, self.total, self.done = pattern, total, 0
         self.written: set[Path] = set()
 
@@ -197,6 +209,19 @@ class _Outputs:
         self.done += 1
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+class _Previews:
+    """``--preview PATTERN``: each preview the engine sends, saved by the pattern."""
+
+    def __init__(self, pattern: str, outputs: _Outputs) -> None:
+        _check_pattern("--preview", pattern, _PREVIEW_PLACEHOLDERS)
+        self.pattern, self.outputs = pattern, outputs
+
+    def save(self, step: int, image: Image.Image) -> None:
+        path = Path(self.pattern.format(step=step, index=self.outputs.done))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path, **_FORMATS[path.suffix.lower()])
 
 
 def _slug(prompt: str) -> str:

@@ -4,7 +4,8 @@
 the ``Args:`` section of its docstring) and one per setting of :class:`GenerationParams` (its
 fields), plus a path option per input image. A parameter added there is an option here, typed by
 its annotation: bool (``--x/--no-x``), int, float, str or path, an enum (its values as choices),
-``Mapping`` (``NAME=VALUE ...``), a sequence (several values), a small dataclass (``KEY=VALUE,...``),
+``Mapping`` (``NAME=VALUE ...``), a sequence (several values), a small dataclass (``KEY=VALUE,...``,
+where a list-valued key takes the values up to the next ``KEY=``: ``layers=7,8,9,scale=2.5``),
 each possibly ``Optional``; any other type takes JSON.
 
 Options store nothing unless given (``argparse.SUPPRESS``), so that :func:`given` returns what the
@@ -226,12 +227,23 @@ def _key_values(cls: type, optional: bool) -> Callable[[str], Any]:
             return None
         if text.lower() in _BOOLS:  # a group that is on (its defaults) or off
             return _BOOLS[text.lower()]
-        values = {}
-        for item in filter(None, text.split(",")):
-            key, sep, value = item.partition("=")
-            if not sep or key.strip() not in keys:
+        values: dict[str, Any] = {}
+        key = None
+        for item in text.split(","):
+            name, sep, value = item.partition("=")
+            if not sep and key is not None and isinstance(values[key], list):
+                values[key].append(_converter(_sequence_item(_unwrap(hints[key])[0]))(item.strip()))
+                continue  # layers=7,8,9: the next value of the list
+            if not sep or name.strip() not in keys:
+                if not item.strip():
+                    continue
                 raise argparse.ArgumentTypeError(f"{item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}")
-            values[key.strip()] = _converter(hints[key.strip()])(value.strip())
+            key = name.strip()
+            item_type = _sequence_item(_unwrap(hints[key])[0])
+            if item_type is None:
+                values[key] = _converter(hints[key])(value.strip())
+            else:  # a list: this value and each following one without '='
+                values[key] = [_converter(item_type)(value.strip())] if value.strip() else []
         return KeyValues(cls, values)
 
     parse.__name__ = cls.__name__
@@ -317,7 +329,9 @@ def _is_path(hint: Any) -> bool:
 
 def _type_name(hint: Any) -> str:
     kind, optional = _unwrap(hint)
-    return getattr(kind, "__name__", str(kind)) + (" or none" if optional else "")
+    item = _sequence_item(kind)
+    name = f"{_type_name(item)} list, as 1,2,3" if item is not None else getattr(kind, "__name__", str(kind))
+    return name + (" or none" if optional else "")
 
 
 def _shown_default(default: Any) -> str:

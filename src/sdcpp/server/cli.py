@@ -14,6 +14,8 @@ import socket
 import sys
 from typing import Any
 
+from ..cli_generate import UsageError
+from ..cli_options import add_options, generator_options, given
 from ..errors import SdcppError
 from .limits import Limits
 
@@ -38,18 +40,21 @@ def add_parser(commands: Any) -> None:
         description="Serve MODEL over HTTP (docs/server.md). Needs sdcpp's extra 'server': "
                     "pip install '.[server]' in sdcpp's checkout.",
     )
-    p.add_argument("model", help="model file (.safetensors, .gguf, .ckpt) or diffusers folder")
+    p.add_argument("model", nargs="?",
+                   help="model file (.safetensors, .gguf, .ckpt) or diffusers folder; may be left out with "
+                        "--diffusion-model and the other component files")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860, A1111's; 0: any free port)")
     p.add_argument("--api-key", metavar="KEY", default=os.environ.get("SDCPP_API_KEY"),
                    help="require this key on every route (default: $SDCPP_API_KEY, else none)")
-    p.add_argument("--device", default="auto", help="device to run on (default: auto)")
-    p.add_argument("--threads", type=int, help="CPU threads (default: one per physical core)")
+    limits = p.add_argument_group("limits on what a request may ask for")
     defaults = Limits()
     for option, (field, unit, text) in _LIMIT_OPTIONS.items():
-        p.add_argument(option, type=int, metavar="N", default=getattr(defaults, field) // unit,
-                       help=f"{text} (default: %(default)s)")
+        limits.add_argument(option, type=int, metavar="N", default=getattr(defaults, field) // unit,
+                            help=f"{text} (default: %(default)s)")
+    # The same options as sdcpp generate's: component files, --lora-dir (for <lora:NAME:W> in prompts), ...
+    add_options(p.add_argument_group("model and device (sdcpp.Generator)"), generator_options())
     p.set_defaults(run=serve)
 
 
@@ -86,10 +91,14 @@ def serve(args: argparse.Namespace) -> int:
         ) from None
     from ..generator import Generator
 
+    options = given(args, generator_options())
+    if args.model is None and "diffusion_model" not in options:
+        raise UsageError("give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the other "
+                         "component files")
     limits = Limits(**{field: getattr(args, option[2:].replace("-", "_")) * unit
                        for option, (field, unit, _) in _LIMIT_OPTIONS.items()})
     sock = _bind(args.host, args.port)  # before the model loads: a busy port fails at once
-    with sock, Generator(args.model, device=args.device, threads=args.threads) as gen:
+    with sock, Generator(args.model, **options) as gen:
         app = create_app(gen, api_key=args.api_key, limits=limits)
         sock.listen(128)
         host, port = sock.getsockname()[:2]
