@@ -26,8 +26,34 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
+ENGINE = Path(__file__).resolve().parents[1] / "third_party" / "stable-diffusion.cpp"
+
+
+@pytest.mark.skipif(not ENGINE.is_dir(), reason="needs the engine source a build of this checkout unpacks")
 def test_cache_modes_are_the_engines() -> None:
-    assert [m.value for m in sdcpp.CacheMode] == _core.cache_modes()
+    """The engine has no name table in the library: its sd_cache_mode_t order (stable-diffusion.h) and the
+    names its command line maps to each value (examples/common/common.cpp)."""
+    header = (ENGINE / "include" / "stable-diffusion.h").read_text()
+    order = re.findall(r"\b(SD_CACHE_\w+)", re.search(r"enum sd_cache_mode_t \{(.*?)\}", header, re.S).group(1))
+    cli = (ENGINE / "examples" / "common" / "common.cpp").read_text()
+    named = dict((v, k) for k, v in re.findall(r'cache_mode == "([\w-]+)"\) \{\s*cache_params\.mode = (SD_CACHE_\w+);', cli))
+    assert len(order) == 7 and named.keys() == set(order)
+    assert [m.value for m in sdcpp.CacheMode] == _core.cache_modes() == [named[v] for v in order]
+
+
+def test_cache_mode_refusal_follows_the_engine(generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the refusal lifted, the engine warns for exactly the modes sdcpp refuses for a UNet model."""
+    monkeypatch.setattr(sdcpp.generator, "UNET_CACHE_MODES", frozenset(sdcpp.CacheMode))
+    unsupported = set()
+    for mode in sdcpp.CacheMode:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="sdcpp"):
+            _pixels(generator, cache_mode=mode)
+        if "requested but not supported for this model type" in caplog.text:
+            unsupported.add(mode)
+    assert unsupported == set(sdcpp.CacheMode) - sdcpp.names.UNET_CACHE_MODES
+    assert unsupported == {"easycache", "dbcache", "taylorseer", "cache-dit"}  # spectrum runs on both kinds
 
 
 def test_groups_have_the_engine_structs_fields() -> None:
@@ -68,6 +94,7 @@ def test_custom_sigmas_must_match_the_steps() -> None:
     with pytest.raises(sdcpp.InvalidArgumentError, match=r"^custom_sigmas: 3 noise levels make 2 steps, but steps "
                                                           r"is 4; pass steps=2"):
         GenerationParams("x", steps=4, custom_sigmas=[10.0, 1.0, 0.0])
+    assert GenerationParams("x", custom_sigmas=[10.0, 1.0, 0.0]).steps == 2  # steps left to the sigmas
     with pytest.raises(sdcpp.InvalidArgumentError, match=r"^custom_sigmas: must be at least 2 finite noise levels"):
         GenerationParams("x", steps=1, custom_sigmas=[math.nan, 0.0])
 
@@ -83,6 +110,22 @@ def test_ucache_skips_steps_and_changes_the_image(generator: sdcpp.Generator, ca
     assert skipped > 0
     # Caching runs the two guidance predictions separately (no batch-2 evaluation): 2 per step computed.
     assert evaluations == 2 * (10 - skipped)
+    assert np.abs(cached - plain).max() > 0
+
+
+def test_spectrum_skips_steps_and_changes_the_image(generator: sdcpp.Generator,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Spectrum predicts the denoised latent after its 4 warm-up steps (the engine's defaults) instead of
+    evaluating the UNet: 3 of 10 steps measured."""
+    args = dict(steps=10, sampler="euler")
+    with caplog.at_level(logging.INFO, logger="sdcpp"):
+        plain = _pixels(generator, **args)
+        per_step = int(re.search(r"(\d+) diffusion-model evaluations in 10 steps", caplog.text).group(1)) / 10
+        caplog.clear()
+        cached = _pixels(generator, cache_mode="spectrum", **args)
+    skipped = int(re.search(r"Spectrum skipped (\d+)/10 steps", caplog.text).group(1))
+    evaluations = int(re.search(r"(\d+) diffusion-model evaluations in 10 steps", caplog.text).group(1))
+    assert skipped > 0 and evaluations == per_step * (10 - skipped)
     assert np.abs(cached - plain).max() > 0
 
 

@@ -22,7 +22,16 @@ from .images import GeneratedImage, ImageInput, input_pixels
 from .loras import find_embeddings, resolve_loras, split_prompt
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
-from .names import UNET_CACHE_MODES, CacheMode, HiresUpscaler, LoraApplyMode, PreviewMode, Prediction, Sampler, Scheduler
+from .names import (
+    DIT_CACHE_MODES,
+    UNET_CACHE_MODES,
+    HiresUpscaler,
+    LoraApplyMode,
+    PreviewMode,
+    Prediction,
+    Sampler,
+    Scheduler,
+)
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -441,11 +450,10 @@ class Generator:
         """Refuse settings the engine would ignore for this model (with at most a log line)."""
         kind = "a UNet model" if self._is_unet else "a DiT model"
         cache = params.cache_mode
-        if cache is not CacheMode.DISABLED and (cache in UNET_CACHE_MODES) != self._is_unet:
-            usable = sorted(m.value for m in CacheMode if m in UNET_CACHE_MODES or not self._is_unet)
-            raise InvalidArgumentError(
-                f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {', '.join(usable)}"
-            )
+        usable = UNET_CACHE_MODES if self._is_unet else DIT_CACHE_MODES
+        if cache not in usable:
+            names = ", ".join(sorted(m.value for m in usable))
+            raise InvalidArgumentError(f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {names}")
         for name in ("flow_shift", "slg"):
             if self._is_unet and getattr(params, name) is not None:
                 raise InvalidArgumentError(
