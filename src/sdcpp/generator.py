@@ -19,7 +19,7 @@ from .devices import devices, resolve_device, warn_skipped
 from .errors import DeviceError, InvalidArgumentError, ModelLoadError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage, ImageInput, input_pixels
-from .loras import find_embeddings, resolve_loras, split_prompt
+from .loras import find_embeddings, resolve_loras, split_prompt, unknown_embedding_references
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
 from .names import (
@@ -382,7 +382,8 @@ class Generator:
 
     def _for_engine(self, params: GenerationParams) -> tuple[GenerationParams, Any]:
         """``params`` with a seed drawn for -1, and the engine's struct of it, with the LoRAs named in the
-        prompt taken out of the prompt and resolved to files. Syncs the engine's log level for the call."""
+        prompt taken out of the prompt and resolved to files; ``embedding:NAME`` words naming no loaded
+        embedding are logged. Syncs the engine's log level for the call."""
         seed = params.seed
         if seed == -1:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
@@ -390,6 +391,9 @@ class Generator:
         params = replace(params, seed=seed)
         prompt, tagged = split_prompt(params.prompt)
         loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
+        for word in unknown_embedding_references(f"{prompt} {params.negative_prompt}", self.embeddings):
+            loaded = ", ".join(self.embeddings) or "none; give them with Generator(embeddings=...)"
+            self.logger.info("%r names no embedding of this Generator (it has: %s); it stays text", word, loaded)
         sync_level()
         return params, to_core(replace(params, prompt=prompt, loras=loras))
 
