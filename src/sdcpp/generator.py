@@ -59,6 +59,18 @@ class Tokens(NamedTuple):
     weights: list[float]
 
 
+def load_options(**values: Any) -> _core.LoadOptions:
+    """The engine's load settings, every field given by name: a field left out is an error here, so a field
+    added in C++ cannot silently keep its zero (a name that is no field is pybind11's AttributeError)."""
+    missing = set(_core.LoadOptions.fields) - set(values)
+    if missing:
+        raise TypeError(f"load_options: missing {', '.join(sorted(missing))}")
+    options = _core.LoadOptions()
+    for name, value in values.items():
+        setattr(options, name, value)
+    return options
+
+
 class Generator:
     """A Stable Diffusion model loaded by stable-diffusion.cpp, ready to generate images.
 
@@ -196,7 +208,7 @@ class Generator:
         def load(on: str) -> _core.Context:
             # benchmarks/RESULTS.md: flash attention is faster on CUDA only
             self.flash_attn = bool(on.startswith("CUDA") if flash_attn is None else flash_attn)
-            return _core.Context(
+            return _core.Context(load_options(
                 paths=checked,
                 prediction=Prediction(prediction).value if prediction is not None else "",
                 weight_type=weight_type or "",
@@ -208,11 +220,12 @@ class Generator:
                 flash_attn=self.flash_attn,
                 keep_clip_on_cpu=keep_clip_on_cpu,
                 keep_vae_on_cpu=keep_vae_on_cpu,
+                vae_decode_only=False,
+                mmap=False,
                 batched_cfg=batched_cfg is None or bool(batched_cfg),
                 circular_x=bool(circular_x),
                 circular_y=bool(circular_y),
-                logger=self.logger,
-            )
+            ), logger=self.logger)
 
         sync_level()
         try:
