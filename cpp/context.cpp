@@ -106,15 +106,6 @@ void fill_shared(const GenerationParams& o, EngineParams& p, std::vector<sd_lora
     p.sample_params.guidance.slg.layer_count = skip_layers.size();
 }
 
-struct LoadOptions {
-    std::map<std::string, std::string> paths;  // component (a component_fields name) -> file
-    std::string weight_type, device, rng, lora_apply_mode, prediction;
-    std::vector<std::pair<std::string, std::string>> embeddings;  // token -> file
-    int threads;
-    bool flash_attn, keep_clip_on_cpu, keep_vae_on_cpu, vae_decode_only, mmap, batched_cfg;
-    bool circular_x, circular_y;
-};
-
 }  // namespace
 
 class Context {
@@ -444,32 +435,16 @@ void register_context(py::module_& m, py::module_& testing) {
         return out;
     }, "The component files a Context reads (the keys of its `paths`), in the engine's field order.");
     py::class_<Context>(m, "Context", "An engine context holding one loaded model.")
-        .def(py::init([](std::map<std::string, std::string> paths, std::string weight_type,
-                         std::string device, std::string rng, std::string lora_apply_mode, std::string prediction,
-                         std::vector<std::pair<std::string, std::string>> embeddings, int threads, bool flash_attn,
-                         bool keep_clip_on_cpu, bool keep_vae_on_cpu, bool vae_decode_only, bool mmap,
-                         bool batched_cfg, bool circular_x, bool circular_y, py::object logger) {
-                 return std::make_unique<Context>(
-                     LoadOptions{std::move(paths), weight_type, device, rng, lora_apply_mode, prediction, embeddings, threads, flash_attn, keep_clip_on_cpu, keep_vae_on_cpu,
-                                 vae_decode_only, mmap, batched_cfg,
-                                 circular_x, circular_y},
-                     std::move(logger));
-             }),
-             py::kw_only(), py::arg("paths"),
-             py::arg("weight_type") = "", py::arg("device") = "", py::arg("rng") = "", py::arg("lora_apply_mode") = "",
-             py::arg("prediction") = "",
-             py::arg("embeddings") = std::vector<std::pair<std::string, std::string>>{}, py::arg("threads") = 0,
-             py::arg("flash_attn") = false, py::arg("keep_clip_on_cpu") = false,
-             py::arg("keep_vae_on_cpu") = false, py::arg("vae_decode_only") = false, py::arg("mmap") = false,
-             py::arg("batched_cfg") = true, py::arg("circular_x") = false, py::arg("circular_y") = false,
+        .def(py::init<const LoadOptions&, py::object>(), py::arg("options"), py::kw_only(),
              py::arg("logger").none(true) = py::none(),
              R"pbdoc(
-Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
-`prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
-a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
-log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
+Loads a model as `options` (a LoadOptions) says: its `paths`, component name (component_names()) ->
+file, empty paths not used; `prediction` forces the denoiser's prediction (a prediction_names() name;
+"" = the engine decides); `embeddings` are (token, file) pairs; `device` is a ggml device name ("" =
+the engine's default); `threads` <= 0 means one per physical core; `batched_cfg`
 evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
 `circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
+Engine log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
 
 Raises:
     sdcpp.ModelLoadError: the engine refused the files; the message carries its log.

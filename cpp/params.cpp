@@ -54,6 +54,8 @@ void register_params(py::module_& m, py::module_& testing) {
                      "The engine's skip-layer guidance; see sdcpp.SkipLayerGuidance.")
     SDCPP_BIND_GROUP(HiresFix, SDCPP_HIRES_FIX, "The hires fix's settings; filled by name from sdcpp.HiresFix.")
     SDCPP_BIND_GROUP(VideoParams, SDCPP_VIDEO_PARAMS, "A video's own settings; filled by name from sdcpp.VideoParams.")
+    SDCPP_BIND_GROUP(LoadOptions, SDCPP_LOAD_OPTIONS,
+                     "How a Context loads its model (component paths, device, ...); filled by name by sdcpp.Generator.")
 #undef SDCPP_BIND_GROUP
 #undef SDCPP_BIND_GROUP_FIELD
 

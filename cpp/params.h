@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stable-diffusion.h"
@@ -53,7 +54,33 @@ using LoraWeights = std::map<std::string, float>;
     X(std::string, high_noise_sampler)   \
     X(float, moe_boundary)
 
+// How a model is loaded, bound as _core.LoadOptions and filled by name by sdcpp.Generator, which sets
+// every field: the sd_ctx_params_t settings it chooses ("" = the engine's default; threads <= 0: one
+// per physical core).
+using ComponentPaths = std::map<std::string, std::string>;            // component_names() name -> file
+using Embeddings     = std::vector<std::pair<std::string, std::string>>;  // (token, file)
+#define SDCPP_LOAD_OPTIONS(X)           \
+    X(ComponentPaths, paths)            \
+    X(std::string, weight_type)         \
+    X(std::string, device)              \
+    X(std::string, rng)                 \
+    X(std::string, lora_apply_mode)     \
+    X(std::string, prediction)          \
+    X(Embeddings, embeddings)           \
+    X(int, threads)                     \
+    X(bool, flash_attn)                 \
+    X(bool, keep_clip_on_cpu)           \
+    X(bool, keep_vae_on_cpu)            \
+    X(bool, vae_decode_only)            \
+    X(bool, mmap)                       \
+    X(bool, batched_cfg)                \
+    X(bool, circular_x)                 \
+    X(bool, circular_y)
+
 #define SDCPP_DECLARE_FIELD(type, name) type name{};
+struct LoadOptions {
+    SDCPP_LOAD_OPTIONS(SDCPP_DECLARE_FIELD)
+};
 struct VideoParams {
     SDCPP_VIDEO_PARAMS(SDCPP_DECLARE_FIELD)
 };

@@ -103,7 +103,9 @@ BROKEN_GPU = {"name": "CUDA99", "description": "Broken GPU", "type": "gpu", "bac
 
 def test_the_engine_refuses_a_named_device_that_does_not_start(sd15_file: Path) -> None:
     with pytest.raises(sdcpp.DeviceError, match="^device 'CUDA99' failed to start; check its driver"):
-        _core.Context(paths={"model": str(sd15_file)}, device="CUDA99")
+        options = _core.LoadOptions()
+        options.paths, options.device = {"model": str(sd15_file)}, "CUDA99"
+        _core.Context(options)
 
 
 def test_a_named_device_that_does_not_start_is_an_error_not_the_cpu(

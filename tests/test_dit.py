@@ -160,3 +160,23 @@ def test_flow_shift_changes_a_flow_models_image_and_its_default_is_leaving_it_un
     assert flux.defaults["flow_shift"] == pytest.approx(1.15)
     np.testing.assert_array_equal(image_of(flux, flow_shift=flux.defaults["flow_shift"]), plain)
     assert mean_change(image_of(flux, flow_shift=8.0), plain) > 5
+
+
+def test_cache_mode_refusal_follows_the_engine_for_dit_models(
+    flux: sdcpp.Generator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the refusal lifted, the engine warns for exactly the modes sdcpp refuses for a DiT model; the
+    others run (spectrum too: the engine's sample-cache.cpp takes it for UNet and DiT models)."""
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^cache_mode: ucache does not apply to Flux \(a DiT model\); "
+                                                         r"use one of cache-dit, dbcache, disabled, easycache, "
+                                                         r"spectrum, taylorseer"):
+        image_of(flux, cache_mode="ucache")
+    monkeypatch.setattr(sdcpp.generator, "DIT_CACHE_MODES", frozenset(sdcpp.CacheMode))
+    unsupported = set()
+    for mode in sdcpp.CacheMode:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="sdcpp"):
+            image_of(flux, cache_mode=mode)
+        if "requested but not supported for this model type" in caplog.text:
+            unsupported.add(mode)
+    assert unsupported == set(sdcpp.CacheMode) - sdcpp.names.DIT_CACHE_MODES == {"ucache"}

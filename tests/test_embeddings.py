@@ -42,8 +42,14 @@ def test_an_unknown_name_stays_text_and_the_tokens_are_logged(
         with sdcpp.Generator(sd15_file, device="cpu", embeddings=embedding_dirs[0], name="emb") as gen:
             assert gen.embeddings == {"mystyle": str(embedding_dirs[0] / "MyStyle.safetensors")}
             assert gen.tokenize("a otherstyle").ids == generator.tokenize("a otherstyle").ids
-    assert any("embeddings (words in prompts that stand for them): mystyle" in r.getMessage()
-               for r in caplog.records if r.name == "sdcpp.emb")
+            gen.generate("a embedding:OtherStyle lighthouse, embedding:MyStyle.pt", "embedding:blurry", **SMALL)
+    mine = [r.getMessage() for r in caplog.records if r.name == "sdcpp.emb" and r.levelno == logging.INFO]
+    assert "embeddings (words in prompts that stand for them): mystyle" in mine
+    # ComfyUI's embedding:NAME references the Generator has no file for are logged; a known one is not.
+    assert [m for m in mine if "names no embedding" in m] == [
+        f"{word!r} names no embedding of this Generator (it has: mystyle); it stays text"
+        for word in ("embedding:OtherStyle", "embedding:blurry")
+    ]
 
 
 def test_missing_embedding_files_are_refused(sd15_file: Path, tmp_path: Path) -> None:

@@ -29,6 +29,20 @@ def test_the_engine_struct_has_exactly_the_settings_by_name() -> None:
     assert [f.name for f in settings()] == _testing.generation_params_fields()
 
 
+def test_load_options_are_filled_by_name_and_all_of_them() -> None:
+    from sdcpp.generator import load_options
+
+    # Distinct values per field of a type, so that two fields swapped anywhere would show.
+    flags = [f for f in _core.LoadOptions.fields if isinstance(getattr(_core.LoadOptions(), f), bool)]
+    values = {**{f: i % 2 == 0 for i, f in enumerate(flags)}, "paths": {"model": "m.safetensors"},
+              "weight_type": "q8_0", "device": "CPU", "rng": "cpu", "lora_apply_mode": "at_runtime",
+              "prediction": "v", "embeddings": [("tok", "t.pt")], "threads": 3}
+    options = load_options(**values)
+    assert {f: getattr(options, f) for f in _core.LoadOptions.fields} == values
+    with pytest.raises(TypeError, match="^load_options: missing circular_y"):
+        load_options(**{k: v for k, v in values.items() if k != "circular_y"})
+
+
 def test_to_core_fills_every_field_by_name(tmp_path: Path) -> None:
     # Distinct values per field, so that two fields swapped anywhere on the way would show.
     embedding = write_id_embeddings(tmp_path / "id_embeds.bin", np.ones((1, 512), np.float32))

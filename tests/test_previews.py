@@ -60,6 +60,14 @@ def test_taesd_previews_need_a_taesd_and_come_from_it(sd15_file: Path, taesd_fil
     np.testing.assert_array_equal(np.asarray(seen[-1][1]), np.asarray(image))
 
 
+@pytest.mark.parametrize("mode", ["vae", "tae"])
+def test_decoded_previews_arrive_every_n_steps(sd15_file: Path, taesd_file: Path, generator: sdcpp.Generator,
+                                              mode: str) -> None:
+    with sdcpp.Generator(sd15_file, taesd=taesd_file if mode == "tae" else None, device=generator.device) as gen:
+        seen = _previews(gen, steps=5, preview_every=2, preview_mode=mode, sampler="euler")
+    assert [(step, image.size) for step, image in seen] == [(2, (64, 64)), (4, (64, 64))]
+
+
 def test_previews_do_not_change_the_image(generator: sdcpp.Generator) -> None:
     plain = generator.generate("a lighthouse", steps=2, **SMALL)[0]
     previewed = generator.generate("a lighthouse", steps=2, preview_mode="vae", preview=lambda s, i: None, **SMALL)[0]

@@ -19,10 +19,19 @@ from .devices import devices, resolve_device, warn_skipped
 from .errors import DeviceError, InvalidArgumentError, ModelLoadError, ModelNotFoundError
 from .files import check_model_path
 from .images import GeneratedImage, ImageInput, input_pixels
-from .loras import find_embeddings, resolve_loras, split_prompt
+from .loras import find_embeddings, resolve_loras, split_prompt, unknown_embedding_references
 from .components import COMPONENTS, check_complete
 from .defaults import family_defaults, resolved
-from .names import UNET_CACHE_MODES, CacheMode, HiresUpscaler, LoraApplyMode, PreviewMode, Prediction, Sampler, Scheduler
+from .names import (
+    DIT_CACHE_MODES,
+    UNET_CACHE_MODES,
+    HiresUpscaler,
+    LoraApplyMode,
+    PreviewMode,
+    Prediction,
+    Sampler,
+    Scheduler,
+)
 from .params import (
     SEED_LIMIT,
     GenerationParams,
@@ -48,6 +57,18 @@ class Tokens(NamedTuple):
 
     ids: list[int]
     weights: list[float]
+
+
+def load_options(**values: Any) -> _core.LoadOptions:
+    """The engine's load settings, every field given by name: a field left out is an error here, so a field
+    added in C++ cannot silently keep its zero (a name that is no field is pybind11's AttributeError)."""
+    missing = set(_core.LoadOptions.fields) - set(values)
+    if missing:
+        raise TypeError(f"load_options: missing {', '.join(sorted(missing))}")
+    options = _core.LoadOptions()
+    for name, value in values.items():
+        setattr(options, name, value)
+    return options
 
 
 class Generator:
@@ -187,7 +208,7 @@ class Generator:
         def load(on: str) -> _core.Context:
             # benchmarks/RESULTS.md: flash attention is faster on CUDA only
             self.flash_attn = bool(on.startswith("CUDA") if flash_attn is None else flash_attn)
-            return _core.Context(
+            return _core.Context(load_options(
                 paths=checked,
                 prediction=Prediction(prediction).value if prediction is not None else "",
                 weight_type=weight_type or "",
@@ -199,11 +220,12 @@ class Generator:
                 flash_attn=self.flash_attn,
                 keep_clip_on_cpu=keep_clip_on_cpu,
                 keep_vae_on_cpu=keep_vae_on_cpu,
+                vae_decode_only=False,
+                mmap=False,
                 batched_cfg=batched_cfg is None or bool(batched_cfg),
                 circular_x=bool(circular_x),
                 circular_y=bool(circular_y),
-                logger=self.logger,
-            )
+            ), logger=self.logger)
 
         sync_level()
         try:
@@ -373,7 +395,8 @@ class Generator:
 
     def _for_engine(self, params: GenerationParams) -> tuple[GenerationParams, Any]:
         """``params`` with a seed drawn for -1, and the engine's struct of it, with the LoRAs named in the
-        prompt taken out of the prompt and resolved to files. Syncs the engine's log level for the call."""
+        prompt taken out of the prompt and resolved to files; ``embedding:NAME`` words naming no loaded
+        embedding are logged. Syncs the engine's log level for the call."""
         seed = params.seed
         if seed == -1:
             seed = secrets.randbelow(SEED_LIMIT - params.batch + 1)
@@ -381,6 +404,9 @@ class Generator:
         params = replace(params, seed=seed)
         prompt, tagged = split_prompt(params.prompt)
         loras = resolve_loras([*params.loras.items(), *tagged.items()], self.lora_dir)
+        for word in unknown_embedding_references(f"{prompt} {params.negative_prompt}", self.embeddings):
+            loaded = ", ".join(self.embeddings) or "none; give them with Generator(embeddings=...)"
+            self.logger.info("%r names no embedding of this Generator (it has: %s); it stays text", word, loaded)
         sync_level()
         return params, to_core(replace(params, prompt=prompt, loras=loras))
 
@@ -441,11 +467,10 @@ class Generator:
         """Refuse settings the engine would ignore for this model (with at most a log line)."""
         kind = "a UNet model" if self._is_unet else "a DiT model"
         cache = params.cache_mode
-        if cache is not CacheMode.DISABLED and (cache in UNET_CACHE_MODES) != self._is_unet:
-            usable = sorted(m.value for m in CacheMode if m in UNET_CACHE_MODES or not self._is_unet)
-            raise InvalidArgumentError(
-                f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {', '.join(usable)}"
-            )
+        usable = UNET_CACHE_MODES if self._is_unet else DIT_CACHE_MODES
+        if cache not in usable:
+            names = ", ".join(sorted(m.value for m in usable))
+            raise InvalidArgumentError(f"cache_mode: {cache.value} does not apply to {self.family} ({kind}); use one of {names}")
         for name in ("flow_shift", "slg"):
             if self._is_unet and getattr(params, name) is not None:
                 raise InvalidArgumentError(

@@ -20,11 +20,13 @@ from typing import Iterable, Optional, Union
 from .errors import InvalidArgumentError
 from .files import check_model_path
 
-__all__ = ["LORA_EXTENSIONS", "find_embeddings", "resolve_loras", "split_prompt"]
+__all__ = ["LORA_EXTENSIONS", "find_embeddings", "resolve_loras", "split_prompt", "unknown_embedding_references"]
 
 #: The file types the engine reads LoRAs from, in the order a bare name is tried.
 LORA_EXTENSIONS = (".safetensors", ".gguf", ".pt", ".ckpt")
 _TAG = re.compile(r"<lora:([^:>]+):([^>]+)>")
+# ComfyUI's way to name an embedding in a prompt; the engine knows only the bare word, so the rest stays text.
+_EMBEDDING_REFERENCE = re.compile(r"\bembedding:([\w.-]+)", re.IGNORECASE)
 
 
 def split_prompt(prompt: str) -> tuple[str, dict[str, float]]:
@@ -86,3 +88,13 @@ def find_embeddings(embeddings: Union[str, os.PathLike[str], Iterable[Union[str,
             raise InvalidArgumentError(f"embeddings: two files make the token {token!r}: {out[token]} and {f}")
         out[token] = str(check_model_path(f, f"embeddings: {f.name!r}"))
     return out
+
+
+def unknown_embedding_references(prompt: str, embeddings: Iterable[str]) -> list[str]:
+    """The ``embedding:NAME`` words of ``prompt`` whose NAME (with or without a file extension) is none of
+    ``embeddings``' tokens: the engine leaves them as text, which is worth a log line."""
+    known = set(embeddings)
+    return [
+        match.group(0) for match in _EMBEDDING_REFERENCE.finditer(prompt)
+        if match.group(1).lower() not in known and Path(match.group(1)).stem.lower() not in known
+    ]

@@ -128,7 +128,8 @@ class CacheMode(_EngineName):
     """Step caching: reuse the diffusion model's output at steps where it barely changes.
 
     The engine's command line names; which ones a model can use depends on its architecture:
-    ``UCACHE`` and ``SPECTRUM`` on the UNet models (SD 1.x, 2.x, XL), the others on DiT models.
+    ``UCACHE`` on the UNet models (SD 1.x, 2.x, XL), ``EASYCACHE``, ``DBCACHE``, ``TAYLORSEER`` and
+    ``CACHE_DIT`` on DiT models, ``SPECTRUM`` on both.
     """
 
     DISABLED = "disabled"
@@ -140,8 +141,11 @@ class CacheMode(_EngineName):
     SPECTRUM = "spectrum"
 
 
-#: The cache modes a UNet model (SD 1.x, 2.x, XL) can use; the engine ignores the others there.
+#: The cache modes a UNet model (SD 1.x, 2.x, XL) can use; the engine logs a warning and runs without the
+#: others (the model checks of the engine's init_*_runtime in sample-cache.cpp).
 UNET_CACHE_MODES = frozenset({CacheMode.DISABLED, CacheMode.UCACHE, CacheMode.SPECTRUM})
+#: The cache modes a DiT model (SD3, Flux, Wan, Qwen-Image, ...) can use, by the same checks.
+DIT_CACHE_MODES = frozenset(set(CacheMode) - {CacheMode.UCACHE})
 
 
 def samplers() -> list[str]:

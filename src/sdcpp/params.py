@@ -319,8 +319,8 @@ class GenerationParams:
         None, "decode (and encode) in tiles to bound the VAE's memory: True or a VaeTiling; None: in one piece"
     )
     cache_mode: Union[CacheMode, str] = _setting(
-        CacheMode.DISABLED, "step caching: reuse the diffusion model's output where it barely changes; ucache and "
-        "spectrum for UNet models (SD 1.x/2.x/XL), the others for DiT models",
+        CacheMode.DISABLED, "step caching: reuse the diffusion model's output where it barely changes; ucache for "
+        "UNet models (SD 1.x/2.x/XL), spectrum for UNet and DiT models, the others for DiT models",
     )
     cache_threshold: Optional[float] = _setting(
         None, "easycache/ucache reuse threshold, higher skips more steps; None: the engine's (0.2 easycache, 1.0 ucache)",
@@ -390,6 +390,8 @@ class GenerationParams:
         for name in ("progress", "preview"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise InvalidArgumentError(f"{name}: must be callable or None, not {type(getattr(self, name)).__name__}")
+        if self.custom_sigmas is not None and self.steps is None:
+            object.__setattr__(self, "steps", len(self.custom_sigmas) - 1)  # the sigmas say how many
         if self.custom_sigmas is not None and len(self.custom_sigmas) != self.steps + 1:
             raise InvalidArgumentError(
                 f"custom_sigmas: {len(self.custom_sigmas)} noise levels make {len(self.custom_sigmas) - 1} steps, "

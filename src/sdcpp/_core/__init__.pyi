@@ -7,19 +7,20 @@ import numpy
 import numpy.typing
 import typing
 from . import _testing
-__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'VideoParams', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'LoadOptions', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'VideoParams', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
     """
-    def __init__(self, *, paths: collections.abc.Mapping[str, str], weight_type: str = '', device: str = '', rng: str = '', lora_apply_mode: str = '', prediction: str = '', embeddings: collections.abc.Sequence[tuple[str, str]] = [], threads: typing.SupportsInt | typing.SupportsIndex = 0, flash_attn: bool = False, keep_clip_on_cpu: bool = False, keep_vae_on_cpu: bool = False, vae_decode_only: bool = False, mmap: bool = False, batched_cfg: bool = True, circular_x: bool = False, circular_y: bool = False, logger: typing.Any = None) -> None:
+    def __init__(self, options: LoadOptions, *, logger: typing.Any = None) -> None:
         """
-        Loads a model from `paths`, component name (component_names()) -> file; empty paths are not used;
-        `prediction` forces the denoiser's prediction (a prediction_names() name; "" = the engine decides); `embeddings` are (token, file) pairs; `device` is
-        a ggml device name ("" = the engine's default); `threads` <= 0 means one per physical core; engine
-        log lines of this context's calls go to `logger` (default: the "sdcpp" logger); `batched_cfg`
+        Loads a model as `options` (a LoadOptions) says: its `paths`, component name (component_names()) ->
+        file, empty paths not used; `prediction` forces the denoiser's prediction (a prediction_names() name;
+        "" = the engine decides); `embeddings` are (token, file) pairs; `device` is a ggml device name ("" =
+        the engine's default); `threads` <= 0 means one per physical core; `batched_cfg`
         evaluates classifier-free guidance's two predictions as one batch of two where the model allows it;
         `circular_x` / `circular_y` pad convolutions circularly along x / y, so images tile seamlessly.
+        Engine log lines of this context's calls go to `logger` (default: the "sdcpp" logger).
         
         Raises:
             sdcpp.ModelLoadError: the engine refused the files; the message carries its log.
@@ -284,6 +285,44 @@ class ImageBatch:
     Engine-owned pixels of one generation; the base of the arrays it returns.
     """
     def __len__(self) -> int:
+        ...
+class LoadOptions:
+    """
+    How a Context loads its model (component paths, device, ...); filled by name by sdcpp.Generator.
+    """
+    fields: typing.ClassVar[list] = ['paths', 'weight_type', 'device', 'rng', 'lora_apply_mode', 'prediction', 'embeddings', 'threads', 'flash_attn', 'keep_clip_on_cpu', 'keep_vae_on_cpu', 'vae_decode_only', 'mmap', 'batched_cfg', 'circular_x', 'circular_y']
+    batched_cfg: bool
+    circular_x: bool
+    circular_y: bool
+    device: str
+    flash_attn: bool
+    keep_clip_on_cpu: bool
+    keep_vae_on_cpu: bool
+    lora_apply_mode: str
+    mmap: bool
+    prediction: str
+    rng: str
+    vae_decode_only: bool
+    weight_type: str
+    def __init__(self) -> None:
+        ...
+    @property
+    def embeddings(self) -> list[tuple[str, str]]:
+        ...
+    @embeddings.setter
+    def embeddings(self, arg0: collections.abc.Sequence[tuple[str, str]]) -> None:
+        ...
+    @property
+    def paths(self) -> dict[str, str]:
+        ...
+    @paths.setter
+    def paths(self, arg0: collections.abc.Mapping[str, str]) -> None:
+        ...
+    @property
+    def threads(self) -> int:
+        ...
+    @threads.setter
+    def threads(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
 class SkipLayerGuidance:
     """
