@@ -127,10 +127,15 @@ def _model_and_prompts(model: Optional[str], prompts: Sequence[str],
     """A DiT from component files has no MODEL: its first positional argument is then a prompt."""
     if diffusion_model is not None and model is not None and not Path(model).exists():
         return None, [model, *prompts]
+    require_model(model, diffusion_model)
+    return model, list(prompts)
+
+
+def require_model(model: Optional[str], diffusion_model: Optional[str]) -> None:
+    """A command that loads a model needs MODEL, or --diffusion-model with the other component files."""
     if model is None and diffusion_model is None:
         raise UsageError("give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the "
                          "other component files")
-    return model, list(prompts)
 
 
 def _prompts(given_prompts: Sequence[str], file: Optional[str]) -> list[str]:

@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from ..cli_generate import UsageError
+from ..cli_generate import require_model
 from ..cli_options import add_options, generator_options, given
 from ..errors import SdcppError
 from .limits import Limits
@@ -92,9 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..generator import Generator
 
     options = given(args, generator_options())
-    if args.model is None and "diffusion_model" not in options:
-        raise UsageError("give MODEL (a model file or diffusers folder), or --diffusion-model PATH with the other "
-                         "component files")
+    require_model(args.model, options.get("diffusion_model"))
     limits = Limits(**{field: getattr(args, option[2:].replace("-", "_")) * unit
                        for option, (field, unit, _) in _LIMIT_OPTIONS.items()})
     sock = _bind(args.host, args.port)  # before the model loads: a busy port fails at once
