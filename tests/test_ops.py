@@ -254,3 +254,93 @@ def test_group_norm_against_its_definition_across_chunks(n, c, h, w, groups, off
     tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
     assert np.array_equal(got, ops.group_norm(x, groups, device=DEVICE))
+
+
+def _packed() -> bool:
+    """Whether this build's CPU backend has engine patch 0056's packed product and CONV_2D."""
+    return sdcpp.system_info()["cpu_features"].get("PACKED_GEMM") == "1"
+
+
+@pytest.mark.parametrize("a_dtype", ["float32", "float16"])
+@pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513)])
+def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -> None:
+    # Engine patch 0056: on AVX2 CPUs a product with both sides 64 or wider runs packed, in tiles of
+    # 16 rows of a by 6 of b, blocks of up to 192 rows, 256 values of k at a time. 70, 197, 1030 and 390
+    # leave partial tiles and blocks, 300 and 513 a partial k block, 7 and 77 are not 8-wide.
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    a_stored = a.astype(np.float16).astype(np.float64) if a_dtype == "float16" else a.astype(np.float64)
+    got = ops.mul_mat(a, b, a_dtype=a_dtype, device="cpu")
+    want = b.astype(np.float64) @ a_stored.T
+    # float32 sums of k products; where tinyBLAS runs instead, float16 a rounds b to float16 too.
+    tol = 1e-5 if _packed() or a_dtype == "float32" else 2e-3
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+def test_packed_product_keeps_float32_activations() -> None:
+    # With float16 weights tinyBLAS rounds the activations to float16 first (a relative error of
+    # about 2e-4); the packed product converts the weights only, so the result is float32-exact.
+    if not _packed():
+        pytest.skip("this build's CPU backend has no packed product (AVX-512 or non-x86 build)")
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((128, 320)).astype(np.float32), rng.standard_normal((96, 320)).astype(np.float32)
+    got = ops.mul_mat(a, b, a_dtype="float16", device="cpu")
+    exact = b.astype(np.float64) @ a.astype(np.float16).astype(np.float64).T
+    rounded_b = b.astype(np.float16).astype(np.float64) @ a.astype(np.float16).astype(np.float64).T
+    err = np.abs(got - exact).max() / np.abs(exact).max()
+    assert err < 1e-6 < np.abs(rounded_b - exact).max() / np.abs(exact).max() / 10
+
+
+@pytest.mark.parametrize("method", ["direct", "im2col"])
+@pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "n, c, h, w, out, k, stride, padding",
+    [
+        (2, 33, 9, 37, 200, 3, 1, 1),  # 297 taps: two k blocks; 200 outputs: two column blocks, tiles of 6 and 2
+        (1, 8, 8, 8, 7, 3, 1, 1),  # 8-wide rows: each tile of 16 positions spans two output rows
+        (1, 5, 11, 19, 6, 3, 2, 1),  # stride 2
+        (1, 3, 6, 35, 5, 1, 1, 0),  # 1x1 kernel
+        (1, 4, 7, 33, 9, 4, 2, 2),  # even kernel, padding 2
+        (1, 16, 40, 40, 8, 3, 1, 1),  # 1600 positions: several row blocks, whole 16-wide runs inside rows
+    ],
+)
+def test_conv_2d_on_the_cpu_against_its_definition(method, weight_dtype, n, c, h, w, out, k, stride, padding) -> None:
+    # Engine patch 0056: the CPU's CONV_2D reads 16 output positions' taps straight from the image
+    # into the packed product's panels, with zeros outside it; IM2COL + MUL_MAT is what quantized
+    # kernels and the other devices use.
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((out, c, k, k)).astype(np.float32)
+    if weight_dtype == "float16":
+        weight = weight.astype(np.float16).astype(np.float32)
+    got = ops.conv_2d(x, weight, stride=stride, padding=padding, weight_dtype=weight_dtype, method=method, device="cpu")
+    want = conv_2d_reference(x, weight, stride, padding)
+    assert got.shape == want.shape
+    # With a float16 kernel the image is rounded to float16 too, except by the packed CONV_2D.
+    rounded = weight_dtype == "float16" and not (method == "direct" and _packed())
+    tol = 2e-3 if rounded else 1e-5
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [({"method": "fft"}, "method: must be 'auto', 'im2col' or 'direct', not 'fft'"),
+     ({"weight_dtype": "bfloat16"}, "weight_dtype: must be 'float32' or 'float16', not 'bfloat16'")],
+)
+def test_conv_2d_refuses_an_unknown_method_or_weight_type(option, message) -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^" + re.escape(message)):
+        ops.conv_2d(np.ones((1, 3, 8, 8)), np.ones((4, 3, 3, 3)), device="cpu", **option)
+
+
+def test_conv_2d_auto_is_the_engines_choice() -> None:
+    # The engine runs a float kernel's convolution as CONV_2D on a CPU with the packed product
+    # (ggml_extend.hpp, patch 0056): the image is then not rounded to float16, which tells them apart.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 32, 12, 12)).astype(np.float32)
+    weight = rng.standard_normal((16, 32, 3, 3)).astype(np.float16).astype(np.float32)
+    runs = {m: ops.conv_2d(x, weight, padding=1, weight_dtype="float16", method=m, device="cpu")
+            for m in ("auto", "direct", "im2col")}
+    np.testing.assert_array_equal(runs["auto"], runs["direct" if _packed() else "im2col"])
+    if _packed():
+        assert not np.array_equal(runs["direct"], runs["im2col"])

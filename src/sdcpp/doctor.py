@@ -17,6 +17,7 @@ import numpy as np
 from . import ops
 from .devices import devices, resolve_device
 from .errors import SdcppError
+from .system import system_info
 
 __all__ = ["Check", "self_test", "reference_timestep_embedding", "report"]
 
@@ -96,11 +97,14 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
 
 
 def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
-    """A float16 weight (m, k) times float32 activations (n, k); the reference rounds both to float16
-    as ggml does, then sums in float64."""
+    """A float16 weight (m, k) times float32 activations (n, k); the reference rounds the weight to
+    float16, and the activations too as ggml's CPU does unless it has the packed product (engine
+    patch 0056), then sums in float64."""
     weight = (rng.standard_normal((m, k)) / math.sqrt(k)).astype(np.float32)
     x = rng.standard_normal((n, k)).astype(np.float32)
-    reference = x.astype(np.float16).astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
+    if system_info()["cpu_features"].get("PACKED_GEMM") != "1":
+        x = x.astype(np.float16).astype(np.float32)
+    reference = x.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
     return (lambda d: ops.mul_mat(weight, x, a_dtype="float16", device=d)), reference
 
 

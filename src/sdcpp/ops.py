@@ -69,7 +69,9 @@ def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str
     """ggml's matrix product: ``b @ a.T`` of shape (n, m) for ``a`` of shape (m, k) and ``b`` of shape (n, k).
 
     ``a_dtype="float16"`` stores ``a`` as float16, as the UNet's weights are: ggml then rounds
-    ``b`` to float16 too on the CPU (and Metal), and sums in float32. Raises
+    ``b`` to float16 too on Metal and on CPUs without the packed product (engine patch 0056: x86
+    builds with AVX2 but not AVX-512, ``system_info()["cpu_features"]["PACKED_GEMM"]``), and sums
+    in float32. Raises
     :class:`sdcpp.GenerationError` when the device writes past the end of the result.
     """
     if a_dtype not in ("float32", "float16"):
@@ -84,13 +86,27 @@ def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str
 
 
 def conv_2d(
-    x: ArrayLike, weight: ArrayLike, stride: int = 1, padding: int = 0, *, device: str = "auto"
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: int = 1,
+    padding: int = 0,
+    *,
+    weight_dtype: str = "float32",
+    method: str = "auto",
+    device: str = "auto",
 ) -> np.ndarray:
     """2-D convolution of ``x`` (n, c, h, w) with ``weight`` (out, c, kh, kw), as the UNet and VAE use it.
 
     ``stride`` (1 to 65536) and ``padding`` (0 to 65536, zeros) apply to both axes; the result is
     (n, out, (h + 2 padding - kh) // stride + 1, (w + 2 padding - kw) // stride + 1).
+    ``weight_dtype="float16"`` stores the kernel as the UNet's are. ``method``: ``"auto"`` computes
+    it the way the engine does on that device (ggml's CONV_2D on a CPU build with the packed
+    product, engine patch 0056; else IM2COL + MUL_MAT), ``"im2col"`` or ``"direct"`` (CONV_2D) choose.
     """
+    if weight_dtype not in ("float32", "float16"):
+        raise InvalidArgumentError(f"weight_dtype: must be 'float32' or 'float16', not {weight_dtype!r}")
+    if method not in ("auto", "im2col", "direct"):
+        raise InvalidArgumentError(f"method: must be 'auto', 'im2col' or 'direct', not {method!r}")
     x, weight = _array(x, "x", "n, c, h, w"), _array(weight, "weight", "out, c, kh, kw")
     stride = _check_int("stride", stride, 1, _MAX_STRIDE)
     padding = _check_int("padding", padding, 0, _MAX_STRIDE)
@@ -106,7 +122,7 @@ def conv_2d(
     oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     _check_size("conv_2d", (n, out, oh, ow))
     _check_size("conv_2d", (n, oh, ow, c * kh * kw))  # ggml's im2col matrix, which it multiplies
-    return _core.op_conv_2d(x, weight, stride, padding, resolve_device(device))
+    return _core.op_conv_2d(x, weight, stride, padding, weight_dtype == "float16", method, resolve_device(device))
 
 
 def group_norm(x: ArrayLike, groups: int, eps: float = 1e-6, *, device: str = "auto") -> np.ndarray:
