@@ -98,24 +98,6 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     return result;
 }
 
-// The engine's choice (ggml_extend.hpp, patch 0056): CONV_2D on a CPU backend whose features list
-// PACKED_GEMM, IM2COL + MUL_MAT elsewhere.
-bool cpu_has_packed_gemm(const std::string& device) {
-    ggml_backend_dev_t dev = ggml_backend_dev_by_name(device.c_str());
-    if (!dev || ggml_backend_dev_type(dev) != GGML_BACKEND_DEVICE_TYPE_CPU) {
-        return false;
-    }
-    ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
-    auto get_features = reinterpret_cast<ggml_backend_get_features_t>(
-        ggml_backend_reg_get_proc_address(reg, "ggml_backend_get_features"));
-    for (ggml_backend_feature* f = get_features ? get_features(reg) : nullptr; f && f->name; ++f) {
-        if (std::string(f->name) == "PACKED_GEMM") {
-            return true;
-        }
-    }
-    return false;
-}
-
 }  // namespace
 
 void register_ops(py::module_& m) {
@@ -151,24 +133,17 @@ void register_ops(py::module_& m) {
         "b @ a.T for a (m, k) and b (n, k); a stored as float16 (the UNet's weights) when a_f16.");
     m.def(
         "op_conv_2d",
-        [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, const std::string& method,
-           const std::string& device) {
-            bool direct = method == "direct";
-            if (method == "auto") {
-                direct = cpu_has_packed_gemm(device);
-            } else if (method != "im2col" && method != "direct") {
-                throw py::value_error("method must be 'auto', 'im2col' or 'direct'");
-            }
+        [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {
             auto build = [=](ggml_context* c, const std::vector<ggml_tensor*>& in) {
                 return direct ? ggml_conv_2d_direct(c, in[1], in[0], stride, stride, padding, padding, 1, 1)
                               : ggml_conv_2d(c, in[1], in[0], stride, stride, padding, padding, 1, 1);
             };
             return run(device, {x, w}, build, {GGML_TYPE_F32, w_f16 ? GGML_TYPE_F16 : GGML_TYPE_F32});
         },
-        py::arg("x"), py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("w_f16"), py::arg("method"),
+        py::arg("x"), py::arg("weight"), py::arg("stride"), py::arg("padding"), py::arg("w_f16"), py::arg("direct"),
         py::arg("device"),
-        "x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; method 'auto' "
-        "(the engine's choice for the device), 'im2col' (IM2COL + MUL_MAT) or 'direct' (CONV_2D).");
+        "x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; ggml's CONV_2D when "
+        "direct, else IM2COL + MUL_MAT.");
     m.def(
         "op_group_norm",
         [](const Floats& x, int groups, float eps, const std::string& device) {

@@ -16,6 +16,7 @@ from sdcpp import ops
 from sdcpp._core import _testing
 from sdcpp.devices import resolve_device
 from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
+from sdcpp.system import packed_cpu_product
 
 from .test_ops_fuzz import conv_2d_reference, group_norm_reference
 
@@ -256,11 +257,6 @@ def test_group_norm_against_its_definition_across_chunks(n, c, h, w, groups, off
     assert np.array_equal(got, ops.group_norm(x, groups, device=DEVICE))
 
 
-def _packed() -> bool:
-    """Whether this build's CPU backend has engine patch 0056's packed product and CONV_2D."""
-    return sdcpp.system_info()["cpu_features"].get("PACKED_GEMM") == "1"
-
-
 @pytest.mark.parametrize("a_dtype", ["float32", "float16"])
 @pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513), (70, 197, 3000)])
 def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -> None:
@@ -275,14 +271,14 @@ def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -
     got = ops.mul_mat(a, b, a_dtype=a_dtype, device="cpu")
     want = b.astype(np.float64) @ a_stored.T
     # float32 sums of k products; where tinyBLAS runs instead, float16 a rounds b to float16 too.
-    tol = 1e-5 if _packed() or a_dtype == "float32" else 2e-3
+    tol = 1e-5 if packed_cpu_product() or a_dtype == "float32" else 2e-3
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
 
 
 def test_packed_product_keeps_float32_activations() -> None:
     # With float16 weights tinyBLAS rounds the activations to float16 first (a relative error of
     # about 2e-4); the packed product converts the weights only, so the result is float32-exact.
-    if not _packed():
+    if not packed_cpu_product():
         pytest.skip("this build's CPU backend has no packed product (AVX-512 or non-x86 build)")
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((128, 320)).astype(np.float32), rng.standard_normal((96, 320)).astype(np.float32)
@@ -319,7 +315,7 @@ def test_conv_2d_on_the_cpu_against_its_definition(method, weight_dtype, n, c, h
     want = conv_2d_reference(x, weight, stride, padding)
     assert got.shape == want.shape
     # With a float16 kernel the image is rounded to float16 too, except by the packed CONV_2D.
-    rounded = weight_dtype == "float16" and not (method == "direct" and _packed())
+    rounded = weight_dtype == "float16" and not (method == "direct" and packed_cpu_product())
     tol = 2e-3 if rounded else 1e-5
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
 
@@ -342,6 +338,6 @@ def test_conv_2d_auto_is_the_engines_choice() -> None:
     weight = rng.standard_normal((16, 32, 3, 3)).astype(np.float16).astype(np.float32)
     runs = {m: ops.conv_2d(x, weight, padding=1, weight_dtype="float16", method=m, device="cpu")
             for m in ("auto", "direct", "im2col")}
-    np.testing.assert_array_equal(runs["auto"], runs["direct" if _packed() else "im2col"])
-    if _packed():
+    np.testing.assert_array_equal(runs["auto"], runs["direct" if packed_cpu_product() else "im2col"])
+    if packed_cpu_product():
         assert not np.array_equal(runs["direct"], runs["im2col"])

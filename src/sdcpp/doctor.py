@@ -17,7 +17,7 @@ import numpy as np
 from . import ops
 from .devices import devices, resolve_device
 from .errors import SdcppError
-from .system import system_info
+from .system import packed_cpu_product
 
 __all__ = ["Check", "self_test", "reference_timestep_embedding", "report"]
 
@@ -102,7 +102,7 @@ def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Call
     patch 0056), then sums in float64."""
     weight = (rng.standard_normal((m, k)) / math.sqrt(k)).astype(np.float32)
     x = rng.standard_normal((n, k)).astype(np.float32)
-    if system_info()["cpu_features"].get("PACKED_GEMM") != "1":
+    if not packed_cpu_product():
         x = x.astype(np.float16).astype(np.float32)
     reference = x.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
     return (lambda d: ops.mul_mat(weight, x, a_dtype="float16", device=d)), reference

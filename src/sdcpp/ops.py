@@ -18,8 +18,9 @@ from typing import Sequence, Union
 import numpy as np
 
 from . import _core
-from .devices import resolve_device
+from .devices import devices, resolve_device
 from .errors import InvalidArgumentError
+from .system import packed_cpu_product
 
 __all__ = ["arange", "timestep_embedding", "mul_mat", "conv_2d", "group_norm", "attention"]
 
@@ -122,7 +123,13 @@ def conv_2d(
     oh, ow = (h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1
     _check_size("conv_2d", (n, out, oh, ow))
     _check_size("conv_2d", (n, oh, ow, c * kh * kw))  # ggml's im2col matrix, which it multiplies
-    return _core.op_conv_2d(x, weight, stride, padding, weight_dtype == "float16", method, resolve_device(device))
+    device = resolve_device(device)
+    direct = method == "direct" or (method == "auto" and _is_cpu(device) and packed_cpu_product())
+    return _core.op_conv_2d(x, weight, stride, padding, weight_dtype == "float16", direct, device)
+
+
+def _is_cpu(device: str) -> bool:
+    return any(d["name"] == device and d["type"] == "cpu" for d in devices())
 
 
 def group_norm(x: ArrayLike, groups: int, eps: float = 1e-6, *, device: str = "auto") -> np.ndarray:

@@ -23,3 +23,10 @@ def system_info() -> dict[str, Any]:
     info = _core.system_info()
     info["metal_tensor_api"] = _metal.describe()
     return info
+
+
+def packed_cpu_product() -> bool:
+    """Whether this build's CPU backend has engine patch 0056's packed product (x86 builds with AVX2
+    and without AVX-512): it keeps float32 activations in products with float16 weights and runs
+    convolutions as CONV_2D instead of IM2COL + MUL_MAT."""
+    return _core.system_info()["cpu_features"].get("PACKED_GEMM") == "1"

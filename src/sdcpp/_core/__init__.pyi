@@ -488,9 +488,9 @@ def op_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: 
     """
     softmax(q k^T / sqrt(d)) v for (n, d) inputs.
     """
-def op_conv_2d(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, w_f16: bool, method: str, device: str) -> numpy.typing.NDArray[numpy.float32]:
+def op_conv_2d(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, w_f16: bool, direct: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
-    x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; method 'auto' (the engine's choice for the device), 'im2col' (IM2COL + MUL_MAT) or 'direct' (CONV_2D).
+    x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; ggml's CONV_2D when direct, else IM2COL + MUL_MAT.
     """
 def op_group_norm(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], groups: typing.SupportsInt | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
