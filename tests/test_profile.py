@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,42 @@ def test_cuda_flash_attention_takes_sd1_heads_padded_to_64(generator: sdcpp.Gene
     heads = {r["srcs"][0]["shape"][0] for r in profile.records if r["runner"] == "unet" and r["op"] == "FLASH_ATTN_EXT"}
     # SD 1.x's heads are 40, 80 and 160 wide; 160 is no size CUDA's kernels take (plain attention runs it).
     assert heads == {64, 80}
+
+
+def test_batched_guidance_multiplies_each_linear_layer_once(generator: sdcpp.Generator) -> None:
+    """Engine patch 0057: both samples of batched guidance are rows of one product with the weights.
+
+    Before it, a [C, L, 2] input made two products per linear layer: a pointer-array batched cuBLAS
+    GEMM on CUDA, two packings of the weights on the CPU.
+    """
+    with sdcpp.profile_ops() as profile:
+        generator.generate("a lighthouse", **SETTINGS)
+    products = [r for r in profile.records if r["runner"] == "unet" and r["op"] == "MUL_MAT"]
+    weights_per_sample = [r for r in products if r["srcs"][0]["shape"][2] == 1 and r["srcs"][1]["shape"][2] > 1]
+    assert weights_per_sample == []
+    # 64x64 pixels: an 8x8 latent, 64 tokens per sample, 77 per prompt; both samples in one product
+    rows = {r["srcs"][1]["shape"][1] for r in products}
+    assert {2 * 64, 2 * 77} <= rows
+
+
+def test_flash_attention_reads_its_heads_in_place_and_keys_unpadded(sd15_file: Path) -> None:
+    """Engine patch 0058: flash attention reads Q, K and V as strided views, and its output is laid out
+    as the caller needs it. Plain attention makes Q, K, V and its output contiguous, four copies per
+    attention; flash attention made the same four before the patch, and makes none now.
+    Engine patch 0060: the prompt's 77 keys are no longer padded to 256 under a mask."""
+    conts, attentions, keys = {}, {}, set()
+    # 128x128: 4 tokens at the middle block (at 64x64 one, where the views need no copy either way)
+    settings = {**SETTINGS, "width": 128, "height": 128}
+    for flash_attn in (False, True):
+        with sdcpp.Generator(sd15_file, device="cpu", flash_attn=flash_attn) as gen, sdcpp.profile_ops() as profile:
+            gen.generate("a lighthouse", **settings)
+        unet = [r for r in profile.records if r["runner"] == "unet"]
+        conts[flash_attn] = sum(r["op"] == "CONT" for r in unet)
+        attentions[flash_attn] = sum(r["op"] == "FLASH_ATTN_EXT" for r in unet)
+        keys |= {r["srcs"][1]["shape"][1] for r in unet if r["op"] == "FLASH_ATTN_EXT"}
+    assert attentions[False] == 0 and attentions[True] > 0
+    assert conts[False] - conts[True] == 4 * attentions[True]
+    assert keys == {16 * 16, 8 * 8, 4 * 4, 2 * 2, 77}
 
 
 def test_flops_of_a_matrix_product_and_of_attention() -> None:
