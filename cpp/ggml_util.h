@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -19,9 +20,13 @@ struct BufferFree {
 struct ContextFree {
     void operator()(ggml_context* c) const { ggml_free(c); }
 };
-using BackendPtr = std::unique_ptr<ggml_backend, BackendFree>;
-using BufferPtr  = std::unique_ptr<ggml_backend_buffer, BufferFree>;
-using ContextPtr = std::unique_ptr<ggml_context, ContextFree>;
+struct AllocatorFree {
+    void operator()(ggml_gallocr_t a) const { ggml_gallocr_free(a); }
+};
+using BackendPtr   = std::unique_ptr<ggml_backend, BackendFree>;
+using BufferPtr    = std::unique_ptr<ggml_backend_buffer, BufferFree>;
+using ContextPtr   = std::unique_ptr<ggml_context, ContextFree>;
+using AllocatorPtr = std::unique_ptr<ggml_gallocr, AllocatorFree>;
 
 inline void set_floats(ggml_tensor* t, const float* values) {
     if (t->type == GGML_TYPE_F16) {

@@ -14,7 +14,7 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_params(m, testing);
     sdcpp::register_context(m, testing);
     sdcpp::register_upscaler(m);
-    sdcpp::register_ops(m);
+    sdcpp::register_ops(m, testing);
     sdcpp::register_probe(m);
     sdcpp::register_profile(m);
     sdcpp::register_convert(m);

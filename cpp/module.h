@@ -20,7 +20,7 @@ void register_images(py::module_& m, py::module_& testing);
 void register_params(py::module_& m, py::module_& testing);
 void register_context(py::module_& m, py::module_& testing);
 void register_upscaler(py::module_& m);
-void register_ops(py::module_& m);
+void register_ops(py::module_& m, py::module_& testing);
 void register_probe(py::module_& m);
 void register_profile(py::module_& m);
 void register_convert(py::module_& m);

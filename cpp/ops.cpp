@@ -22,6 +22,9 @@ namespace sdcpp {
 namespace {
 
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// Tensors one op's graph may hold: ggml_conv_2d of one image makes about ten per band of rows.
+constexpr size_t kMaxTensors = 4096;
 using Build  = std::function<ggml_tensor*(ggml_context*, const std::vector<ggml_tensor*>&)>;
 
 // Builds the graph of `build` over `inputs` (numpy order; ggml's dimensions are reversed; each
@@ -33,7 +36,7 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     if (!dev) {
         throw DeviceError("no ggml device named '" + device + "' in this build");
     }
-    ggml_init_params params{ggml_tensor_overhead() * 64 + ggml_graph_overhead(), nullptr, true};
+    ggml_init_params params{ggml_tensor_overhead() * kMaxTensors + ggml_graph_overhead(), nullptr, true};
     ContextPtr ctx(ggml_init(params));
 
     std::vector<ggml_tensor*> tensors;
@@ -98,9 +101,39 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     return result;
 }
 
+// The bytes ggml's graph allocator reserves on `device` for ggml_conv_2d of x (n, c, h, w), float32,
+// by a float16 kernel (out, c, kh, kw): that convolution's working memory as the engine's runners
+// reserve it, inputs included.
+size_t conv_2d_work_bytes(const std::vector<int64_t>& x, const std::vector<int64_t>& w, int stride, int padding,
+                          const std::string& device) {
+    if (x.size() != 4 || w.size() != 4 || *std::min_element(x.begin(), x.end()) < 1 ||
+        *std::min_element(w.begin(), w.end()) < 1) {
+        throw py::value_error("x (n, c, h, w) and w (out, c, kh, kw) need four sizes of at least 1 each");
+    }
+    if (w[1] != x[1] || stride < 1 || padding < 0 || w[2] > x[2] + 2 * padding || w[3] > x[3] + 2 * padding) {
+        throw py::value_error("w must have x's channels and fit x padded; stride at least 1, padding at least 0");
+    }
+    ggml_backend_dev_t dev = ggml_backend_dev_by_name(device.c_str());
+    if (!dev) {
+        throw DeviceError("no ggml device named '" + device + "' in this build");
+    }
+    ggml_init_params params{ggml_tensor_overhead() * kMaxTensors + ggml_graph_overhead(), nullptr, true};
+    ContextPtr ctx(ggml_init(params));
+    ggml_tensor* xt  = ggml_new_tensor_4d(ctx.get(), GGML_TYPE_F32, x[3], x[2], x[1], x[0]);
+    ggml_tensor* wt  = ggml_new_tensor_4d(ctx.get(), GGML_TYPE_F16, w[3], w[2], w[1], w[0]);
+    ggml_tensor* out = ggml_conv_2d(ctx.get(), wt, xt, stride, stride, padding, padding, 1, 1);
+    ggml_cgraph* graph = ggml_new_graph(ctx.get());
+    ggml_build_forward_expand(graph, out);
+    AllocatorPtr allocator(ggml_gallocr_new(ggml_backend_dev_buffer_type(dev)));
+    if (!ggml_gallocr_reserve(allocator.get(), graph)) {
+        throw GenerationError("could not reserve the convolution's memory on '" + device + "'");
+    }
+    return ggml_gallocr_get_buffer_size(allocator.get(), 0);
+}
+
 }  // namespace
 
-void register_ops(py::module_& m) {
+void register_ops(py::module_& m, py::module_& testing) {
     m.def(
         "op_arange",
         [](float start, float stop, float step, const std::string& device) {
@@ -144,6 +177,11 @@ void register_ops(py::module_& m) {
         py::arg("device"),
         "x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; ggml's CONV_2D when "
         "direct, else IM2COL + MUL_MAT.");
+    testing.def("set_conv_2d_max_cols_bytes", &ggml_conv_2d_set_max_cols_bytes, py::arg("bytes"),
+                "Bound on the im2col matrix ggml_conv_2d makes at once for one image (engine patch 0059); "
+                "returns the previous bound.");
+    testing.def("conv_2d_work_bytes", &conv_2d_work_bytes, py::arg("x"), py::arg("w"), py::arg("stride"),
+                py::arg("padding"), py::arg("device"));
     m.def(
         "op_group_norm",
         [](const Floats& x, int groups, float eps, const std::string& device) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -239,6 +240,56 @@ def test_conv_2d_against_its_definition_across_im2col_tiles(n, c, h, w, out, k, 
     assert got.shape == want.shape
     tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+@contextlib.contextmanager
+def _cols_bound(nbytes: int):
+    """ggml_conv_2d's bound on the im2col matrix it makes at once for one image (engine patch 0059)."""
+    old = _testing.set_conv_2d_max_cols_bytes(nbytes)
+    try:
+        yield
+    finally:
+        _testing.set_conv_2d_max_cols_bytes(old)
+
+
+@pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "c, h, w, out, k, stride, padding",
+    [(8, 37, 29, 5, 3, 1, 1), (6, 40, 23, 4, 3, 2, 1), (4, 33, 17, 3, 5, 1, 2), (4, 20, 20, 3, 3, 1, 0),
+     (5, 19, 21, 2, 7, 2, 3), (3, 9, 30, 2, 3, 1, 1)],
+)
+def test_conv_2d_of_one_image_by_bands_of_rows(c, h, w, out, k, stride, padding, weight_dtype) -> None:
+    # Engine patch 0059: for one image, ggml_conv_2d makes im2col's matrix three output rows at a time
+    # here. The first band pads its top through im2col, a band past the input's end pads its bottom;
+    # 7x7 with padding 3 and stride 2 makes a band start at the second output row.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((out, c, k, k)).astype(np.float32)
+    ow = (w + 2 * padding - k) // stride + 1
+    row_bytes = ow * c * k * k * (2 if weight_dtype == "float16" else 4)
+    whole = ops.conv_2d(x, weight, stride=stride, padding=padding, weight_dtype=weight_dtype, method="im2col", device=DEVICE)
+    with _cols_bound(3 * row_bytes):
+        banded = ops.conv_2d(x, weight, stride=stride, padding=padding, weight_dtype=weight_dtype, method="im2col",
+                             device=DEVICE)
+    if weight_dtype == "float16":  # im2col's columns are float16 too
+        x, weight = x.astype(np.float16).astype(np.float32), weight.astype(np.float16).astype(np.float32)
+    want = conv_2d_reference(x, weight, stride, padding)
+    assert banded.shape == want.shape
+    tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
+    assert np.abs(banded - want).max() <= tol * np.abs(want).max()
+    assert np.abs(banded - whole).max() <= tol * np.abs(want).max()
+
+
+def test_conv_2d_of_one_image_reserves_a_band_of_columns() -> None:
+    # Engine patch 0059, why: a 512x512 VAE decode's largest im2col matrix was 1.2 GB, most of the
+    # decode's GPU memory. Here 32 channels at 64x64 make 2.4 MB of float16 columns; in bands of at
+    # most 256 KiB the graph's reserved memory is under half.
+    x, w = [1, 32, 64, 64], [32, 32, 3, 3]
+    whole = _testing.conv_2d_work_bytes(x, w, 1, 1, resolve_device(DEVICE))
+    with _cols_bound(256 << 10):
+        banded = _testing.conv_2d_work_bytes(x, w, 1, 1, resolve_device(DEVICE))
+    assert whole > 64 * 64 * 288 * 2
+    assert banded < whole / 2
 
 
 @pytest.mark.parametrize("n, c, h, w, groups, offset", [(2, 8, 130, 130, 2, 0.0), (1, 4, 129, 128, 1, 100.0), (1, 32, 8, 8, 32, 0.0)])
