@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import os
+import platform
 import re
 import socket
 import struct
@@ -27,6 +28,8 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra is not installed: pip install '.[server]'")
 import httpx  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from sdcpp._malloc import fix_mmap_threshold  # noqa: E402
 
 from .server_process import ServerProcess  # noqa: E402
 
@@ -389,6 +392,13 @@ def test_memory_stays_flat_over_50_hostile_requests_and_20_generations(
     # Measured: +0.1 MiB after the refused requests, +0.4 MiB after the generations (of about 2.2 GiB). The
     # bound is 0.4 MiB a generation: a job that leaks that much (a 64x64 job's PNG is 12 KB) fails it.
     assert grown < 8, f"the server grew {grown:.1f} MiB over 50 refused requests and 20 generations"
+
+
+def test_serve_fixes_glibcs_mmap_threshold_unless_the_user_set_one() -> None:
+    # What keeps the test above within its bound: with glibc's threshold left to rise, the server
+    # grew 14-19 MiB over 10 further generations in 3 runs of 5.
+    assert not fix_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "65536"})
+    assert fix_mmap_threshold({}) == (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
 
 
 def test_serve_names_the_extra_to_install_when_it_is_missing(tmp_path: Path, sd15_file: Path) -> None:

@@ -89,8 +89,10 @@ def serve(args: argparse.Namespace) -> int:
             f"sdcpp serve needs its extra 'server' ({e.name} is missing): pip install {_server_requirements()} "
             "(or pip install '.[server]' in sdcpp's checkout)"
         ) from None
+    from .._malloc import fix_mmap_threshold
     from ..generator import Generator
 
+    fix_mmap_threshold(os.environ)
     options = given(args, generator_options())
     require_model(args.model, options.get("diffusion_model"))
     limits = Limits(**{field: getattr(args, option[2:].replace("-", "_")) * unit
