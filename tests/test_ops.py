@@ -308,6 +308,26 @@ def test_group_norm_against_its_definition_across_chunks(n, c, h, w, groups, off
     assert np.array_equal(got, ops.group_norm(x, groups, device=DEVICE))
 
 
+# NVIDIA's data-center GPUs, whose tensor cores accumulate in float32 at full rate (engine patch 0061).
+DATA_CENTER_GPUS = ("A100", "A800", "H100", "H800", "H200", "GH200", "B100", "B200", "GB200")
+
+
+def test_float16_products_accumulate_and_return_float32() -> None:
+    # Engine patch 0061: on data-center GPUs cuBLAS now sums float16 operands in float32 and writes
+    # float32. Before, it wrote a float16 result, which cannot hold 8192 x 16 = 131072 (its largest
+    # value is 65504): inf. CPUs and Metal always accumulate in float32; other NVIDIA GPUs keep
+    # float16 (half-rate float32 there).
+    device = resolve_device(DEVICE)
+    if device.startswith("CUDA"):
+        description = next(d["description"] for d in sdcpp.system_info()["devices"] if d["name"] == device)
+        if not any(name in description for name in DATA_CENTER_GPUS):
+            pytest.skip(f"{description} accumulates float16 products in float16")
+    a = np.ones((128, 8192), np.float32)
+    b = np.full((256, 8192), 16.0, np.float32)
+    got = ops.mul_mat(a, b, a_dtype="float16", device=device)
+    assert np.array_equal(got, np.full((256, 128), 131072.0, np.float32))
+
+
 @pytest.mark.parametrize("a_dtype", ["float32", "float16"])
 @pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513), (70, 197, 3000)])
 def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -> None:
