@@ -28,7 +28,7 @@ for case in "$@"; do
   echo "== $case"
   case $case in
     test) python3 -m pytest -q -p no:cacheprovider --tb=line tests/test_batched_cfg.py tests/test_profile.py \
-        tests/test_generate.py tests/test_ops.py -k "batched or profil or flash or gpu or conv_2d or float16_products" > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
+        tests/test_generate.py tests/test_ops.py -k "batched or profil or flash or gpu or conv_2d or float16_products or linear or geglu" > "$OUT/test.txt" 2>&1; grep -E "assert|passed|failed" "$OUT/test.txt" | tail -20 ;;
     sd15-512) compare sd15 512 20 sd15-cuda-512 ;;
     sdxl-1024) compare sdxl 1024 20 sdxl-cuda-1024 ;;
     sdxl-512-50) compare sdxl 512 50 sdxl-cuda-512-50 ;;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -164,6 +165,43 @@ void register_ops(py::module_& m, py::module_& testing) {
         },
         py::arg("a"), py::arg("b"), py::arg("a_f16"), py::arg("device"),
         "b @ a.T for a (m, k) and b (n, k); a stored as float16 (the UNet's weights) when a_f16.");
+    m.def(
+        "op_linear",
+        [](const std::vector<Floats>& in, const std::string& device) {
+            auto build = [](ggml_context* c, const std::vector<ggml_tensor*>& t) {
+                // the engine's ggml_ext_linear: the bias added in place, then the block's residual
+                ggml_tensor* y = ggml_add_inplace(c, ggml_mul_mat(c, t[1], t[0]), t[2]);
+                return t.size() > 3 ? ggml_add(c, y, t[3]) : y;
+            };
+            return run(device, in, build, {GGML_TYPE_F32, GGML_TYPE_F16});
+        },
+        py::arg("inputs"), py::arg("device"),
+        "inputs: x (n, k), weight (m, k) stored as float16, bias (m), optionally residual (n, m); checked by "
+        "sdcpp.ops.linear.");
+    m.def(
+        "op_layer_norm",
+        [](const std::vector<Floats>& in, float eps, const std::string& device) {
+            auto build = [eps](ggml_context* c, const std::vector<ggml_tensor*>& t) {
+                // the engine's ggml_ext_layer_norm: scale and bias applied in place
+                ggml_tensor* y = ggml_mul_inplace(c, ggml_norm(c, t[0], eps), t[1]);
+                return t.size() > 2 ? ggml_add_inplace(c, y, t[2]) : y;
+            };
+            return run(device, in, build);
+        },
+        py::arg("inputs"), py::arg("eps"), py::arg("device"),
+        "inputs: x (n, c), weight (c), optionally bias (c); checked by sdcpp.ops.layer_norm.");
+    testing.def(
+        "cuda_fusion_count",
+        [](const std::string& kind) -> std::optional<int64_t> {
+            ggml_backend_reg_t reg = ggml_backend_reg_by_name("CUDA");
+            using Count = int64_t (*)(const char*);
+            auto count = reg ? reinterpret_cast<Count>(ggml_backend_reg_get_proc_address(reg, "ggml_backend_cuda_fusion_count"))
+                             : nullptr;
+            return count ? std::optional<int64_t>(count(kind.c_str())) : std::nullopt;
+        },
+        py::arg("kind"),
+        "How often CUDA ran an engine-patch fusion: 'linear' (0063) or 'layer_norm' (0064); -1 for another "
+        "kind, None without CUDA.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {

@@ -312,20 +312,107 @@ def test_group_norm_against_its_definition_across_chunks(n, c, h, w, groups, off
 DATA_CENTER_GPUS = ("A100", "A800", "H100", "H800", "H200", "GH200", "B100", "B200", "GB200")
 
 
+def _data_center_gpu(device: str) -> bool:
+    description = next(d["description"] for d in sdcpp.system_info()["devices"] if d["name"] == device)
+    return any(name in description for name in DATA_CENTER_GPUS)
+
+
 def test_float16_products_accumulate_and_return_float32() -> None:
     # Engine patch 0061: on data-center GPUs cuBLAS now sums float16 operands in float32 and writes
     # float32. Before, it wrote a float16 result, which cannot hold 8192 x 16 = 131072 (its largest
     # value is 65504): inf. CPUs and Metal always accumulate in float32; other NVIDIA GPUs keep
     # float16 (half-rate float32 there).
     device = resolve_device(DEVICE)
-    if device.startswith("CUDA"):
-        description = next(d["description"] for d in sdcpp.system_info()["devices"] if d["name"] == device)
-        if not any(name in description for name in DATA_CENTER_GPUS):
-            pytest.skip(f"{description} accumulates float16 products in float16")
+    if device.startswith("CUDA") and not _data_center_gpu(device):
+        pytest.skip(f"{device} accumulates float16 products in float16")
     a = np.ones((128, 8192), np.float32)
     b = np.full((256, 8192), 16.0, np.float32)
     got = ops.mul_mat(a, b, a_dtype="float16", device=device)
     assert np.array_equal(got, np.full((256, 128), 131072.0, np.float32))
+
+
+def _linear_inputs(n: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, 320)).astype(np.float32)
+    w = rng.standard_normal((192, 320)).astype(np.float32)
+    return x, w, 8 * rng.standard_normal(192).astype(np.float32), 8 * rng.standard_normal((n, 192)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [300, 8])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_linear_adds_bias_and_residual_to_the_product(n, with_residual) -> None:
+    # Engine patch 0063 adds bias and residual inside the cuBLASLt product on data-center GPUs; every
+    # device must still give the definition. The bias and residual are large next to the product's
+    # rounding, so adding either of them twice, or not at all, fails.
+    x, w, b, r = _linear_inputs(n)
+    got = ops.linear(x, w, b, r if with_residual else None, device=DEVICE)
+    want = x.astype(np.float64) @ w.astype(np.float16).astype(np.float64).T + b + (r if with_residual else 0)
+    assert got.shape == (n, 192)
+    # float32-exact where the CPU's packed product runs (64 rows and more); else x is rounded to float16.
+    exact = resolve_device(DEVICE) == "CPU" and packed_cpu_product() and n >= 64
+    assert np.abs(got - want).max() <= (1e-5 if exact else 2e-3) * np.abs(want).max()
+
+
+def test_linear_layer_is_one_cuda_product_on_data_center_gpus() -> None:
+    device = resolve_device(DEVICE)
+    if not device.startswith("CUDA") or not _data_center_gpu(device):
+        pytest.skip("engine patch 0063 fuses linear layers on NVIDIA's data-center GPUs only")
+    x, w, b, r = _linear_inputs(300)
+    before = _testing.cuda_fusion_count("linear")
+    ops.linear(x, w, b, r, device=device)
+    ops.linear(x, w, b, device=device)
+    assert _testing.cuda_fusion_count("linear") == before + 2
+    # ggml's own kernel for a product of at most 16 rows stays faster; that product is not fused.
+    ops.linear(x[:8], w, b, r[:8], device=device)
+    assert _testing.cuda_fusion_count("linear") == before + 2
+
+
+@pytest.mark.parametrize("c", [640, 1280])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_layer_norm_scales_and_shifts_each_column(c, with_bias) -> None:
+    # Engine patch 0064 runs NORM, MUL and ADD as one CUDA kernel (one warp per row below 1024 columns,
+    # 1024 threads above). Offsets and scales far from 0 and 1 make a missed or doubled step visible.
+    rng = np.random.default_rng(6)
+    x = (3 + 5 * rng.standard_normal((37, c))).astype(np.float32)
+    w, b = (2 + rng.standard_normal(c)).astype(np.float32), (4 * rng.standard_normal(c)).astype(np.float32)
+    got = ops.layer_norm(x, w, b if with_bias else None, eps=1e-5, device=DEVICE)
+    x64 = x.astype(np.float64)
+    normed = (x64 - x64.mean(axis=1, keepdims=True)) / np.sqrt(x64.var(axis=1, keepdims=True) + 1e-5)
+    want = normed * w + (b if with_bias else 0)
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+
+
+def test_layer_norm_is_one_cuda_kernel() -> None:
+    device = resolve_device(DEVICE)
+    if not device.startswith("CUDA"):
+        pytest.skip("engine patch 0064 fuses LayerNorm on CUDA")
+    rng = np.random.default_rng(6)
+    x, w, b = rng.standard_normal((8, 320)), rng.standard_normal(320), rng.standard_normal(320)
+    before = _testing.cuda_fusion_count("layer_norm")
+    ops.layer_norm(x, w, b, device=device)
+    ops.layer_norm(x, w, device=device)
+    assert _testing.cuda_fusion_count("layer_norm") == before + 2
+    assert _testing.cuda_fusion_count("conv") == -1  # no such fusion
+
+
+def test_layer_norm_names_the_argument_with_the_wrong_shape() -> None:
+    x = np.zeros((4, 8), np.float32)
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^weight: has shape \(7,\), not \(8,\)"):
+        ops.layer_norm(x, np.ones(7))
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^bias: has shape \(9,\), not \(8,\)"):
+        ops.layer_norm(x, np.ones(8), np.ones(9))
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^eps: must be a finite number >= 0"):
+        ops.layer_norm(x, np.ones(8), eps=-1.0)
+
+
+def test_linear_names_the_argument_with_the_wrong_shape() -> None:
+    x, w, b, r = _linear_inputs(20)
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^weight: has 319 columns but x has 320"):
+        ops.linear(x, w[:, :319], b)
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^bias: has shape \(191,\), not \(192,\)"):
+        ops.linear(x, w, b[:191])
+    with pytest.raises(sdcpp.InvalidArgumentError, match=r"^residual: has shape \(20, 191\), not the result's"):
+        ops.linear(x, w, b, r[:, :191])
 
 
 @pytest.mark.parametrize("a_dtype", ["float32", "float16"])

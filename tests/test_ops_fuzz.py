@@ -70,8 +70,22 @@ def attention_reference(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarr
     return (p / p.sum(1, keepdims=True)) @ v
 
 
+def linear_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray, r: np.ndarray | None = None) -> np.ndarray:
+    # float16 weights; products of at most 6 rows round x to float16 too, on every backend
+    half = lambda a: a.astype(np.float16).astype(np.float64)  # noqa: E731
+    return half(x) @ half(w).T + b + (0 if r is None else r)
+
+
+def layer_norm_reference(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, eps: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    normed = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + eps)
+    return normed * w + (0 if b is None else b)
+
+
 REFERENCES: dict[str, Callable[..., np.ndarray]] = {
     "mul_mat": lambda a, b: b.astype(np.float64) @ a.T,
+    "linear": linear_reference,
+    "layer_norm": layer_norm_reference,
     "conv_2d": conv_2d_reference,
     "group_norm": group_norm_reference,
     "attention": attention_reference,
@@ -112,6 +126,12 @@ def cases(draw: st.DrawFn) -> tuple[str, list[Any]]:
         return op, [draw(arrays((m, k))), draw(arrays((n, k)))]
     if op == "attention":
         return op, [draw(arrays((n, k))), draw(arrays((m, k))), draw(arrays((m, out)))]
+    if op == "linear":
+        residual = draw(st.none() | arrays((n, m)))
+        return op, [draw(arrays((n, k))), draw(arrays((m, k))), draw(arrays((m,))), residual]
+    if op == "layer_norm":
+        eps = draw(st.sampled_from([1e-5, 0.1, -1.0, np.nan, np.inf]))
+        return op, [draw(arrays((n, c))), draw(arrays((c,))), draw(st.none() | arrays((c,))), eps]
     h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
     x = draw(arrays((n, c, h, w)))
     if op == "group_norm":

@@ -18,8 +18,11 @@ def test_profiling_times_each_node_and_computes_the_same_image(generator: sdcpp.
     plain = np.asarray(gen.generate("a lighthouse", **SETTINGS)[0])
     with sdcpp.profile_ops() as profile:
         profiled = np.asarray(gen.generate("a lighthouse", **SETTINGS)[0])
-    # Node by node is the same arithmetic as one fused run, only synchronised in between.
-    assert np.abs(plain.astype(int) - profiled.astype(int)).max() <= 1
+    # Node by node is the same arithmetic as one run, only synchronised in between; except that CUDA
+    # runs some nodes of a whole graph as one (a linear layer as one cuBLASLt product, engine patch
+    # 0063), which rounds the same sums in another order: 2 levels on an H200.
+    bound = 4 if gen.device.startswith("CUDA") else 1
+    assert np.abs(plain.astype(int) - profiled.astype(int)).max() <= bound
 
     runners = {r["runner"] for r in profile.records}
     assert {"clip", "unet", "vae"} <= runners
@@ -58,6 +61,19 @@ def test_batched_guidance_multiplies_each_linear_layer_once(generator: sdcpp.Gen
     # 64x64 pixels: an 8x8 latent, 64 tokens per sample, 77 per prompt; both samples in one product
     rows = {r["srcs"][1]["shape"][1] for r in products}
     assert {2 * 64, 2 * 77} <= rows
+
+
+def test_feed_forward_gates_with_one_geglu_node(generator: sdcpp.Generator) -> None:
+    """Engine patch 0062: a transformer block's GEGLU, x[:d] * gelu(x[d:]), is one GEGLU node. Before it,
+    the gate half was copied (CONT), then GELU and MUL passed over it again."""
+    with sdcpp.profile_ops() as profile:
+        generator.generate("a lighthouse", **SETTINGS)
+    unet = [r for r in profile.records if r["runner"] == "unet"]
+    glus = [r for r in unet if r["op"] == "GEGLU"]
+    assert not any(r["op"] == "GELU" for r in unet)
+    # one per block (each block has three LayerNorms), halving the projection's width
+    assert len(glus) == sum(r["op"] == "NORM" for r in unet) // 3 > 0
+    assert all(2 * r["out"]["shape"][0] == r["srcs"][0]["shape"][0] for r in glus)
 
 
 def test_flash_attention_reads_its_heads_in_place_and_keys_unpadded(sd15_file: Path) -> None:

@@ -22,7 +22,7 @@ from .devices import devices, resolve_device
 from .errors import InvalidArgumentError
 from .system import packed_cpu_product
 
-__all__ = ["arange", "timestep_embedding", "mul_mat", "conv_2d", "group_norm", "attention"]
+__all__ = ["arange", "timestep_embedding", "mul_mat", "linear", "layer_norm", "conv_2d", "group_norm", "attention"]
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
 
@@ -86,6 +86,38 @@ def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str
     return _core.op_mul_mat(a, b, a_dtype == "float16", resolve_device(device))
 
 
+def linear(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike,
+    residual: ArrayLike | None = None,
+    *,
+    device: str = "auto",
+) -> np.ndarray:
+    """A linear layer as the UNet builds it: ``x @ weight.T + bias (+ residual)``, of shape (n, m).
+
+    ``x`` is (n, k), ``weight`` (m, k), stored as float16 like the UNet's weights, ``bias`` (m,)
+    and ``residual`` (n, m). On NVIDIA's data-center GPUs one cuBLASLt product computes all of it,
+    bias and residual added in its epilogue (engine patch 0063); elsewhere, and for n <= 16, ggml's
+    MUL_MAT then one ADD each.
+    """
+    x, weight, bias = _array(x, "x", "n, k"), _array(weight, "weight", "m, k"), _array(bias, "bias", "m")
+    n, k = x.shape
+    m = weight.shape[0]
+    if weight.shape[1] != k:
+        raise InvalidArgumentError(f"weight: has {weight.shape[1]} columns but x has {k}; weight must be (m, {k})")
+    if bias.shape != (m,):
+        raise InvalidArgumentError(f"bias: has shape {bias.shape}, not ({m},): one value per row of weight")
+    inputs = [x, weight, bias]
+    if residual is not None:
+        residual = _array(residual, "residual", "n, m")
+        if residual.shape != (n, m):
+            raise InvalidArgumentError(f"residual: has shape {residual.shape}, not the result's ({n}, {m})")
+        inputs.append(residual)
+    _check_size("linear", (n, m))
+    return _core.op_linear(inputs, resolve_device(device))
+
+
 def conv_2d(
     x: ArrayLike,
     weight: ArrayLike,
@@ -130,6 +162,27 @@ def conv_2d(
 
 def _is_cpu(device: str) -> bool:
     return any(d["name"] == device and d["type"] == "cpu" for d in devices())
+
+
+def layer_norm(
+    x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, eps: float = 1e-5, *, device: str = "auto"
+) -> np.ndarray:
+    """LayerNorm over the last axis of ``x`` (n, c), then ``* weight (+ bias)``, both (c,), as the UNet's
+    transformer blocks use it. On CUDA the three passes run as one kernel (engine patch 0064).
+    """
+    x, weight = _array(x, "x", "n, c"), _array(weight, "weight", "c")
+    c = x.shape[1]
+    if weight.shape != (c,):
+        raise InvalidArgumentError(f"weight: has shape {weight.shape}, not ({c},): one value per column of x")
+    inputs = [x, weight]
+    if bias is not None:
+        bias = _array(bias, "bias", "c")
+        if bias.shape != (c,):
+            raise InvalidArgumentError(f"bias: has shape {bias.shape}, not ({c},): one value per column of x")
+        inputs.append(bias)
+    if not _is_number(eps) or not 0 <= eps < math.inf:
+        raise InvalidArgumentError(f"eps: must be a finite number >= 0, not {eps!r}")
+    return _core.op_layer_norm(inputs, float(eps), resolve_device(device))
 
 
 def group_norm(x: ArrayLike, groups: int, eps: float = 1e-6, *, device: str = "auto") -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 from . import _testing
-__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'LoadOptions', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'VideoParams', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
+__all__: list[str] = ['Context', 'GenerationParams', 'HiresFix', 'ImageBatch', 'LoadOptions', 'SkipLayerGuidance', 'Upscaler', 'VaeTiling', 'VideoParams', 'cache_modes', 'component_names', 'convert', 'ggml_types', 'op_arange', 'op_attention', 'op_conv_2d', 'op_group_norm', 'op_layer_norm', 'op_linear', 'op_mul_mat', 'op_timestep_embedding', 'prediction_names', 'preview_modes', 'probe_device', 'rng_types', 'set_log_level', 'shutdown', 'start_op_profile', 'stop_op_profile', 'system_info', 'weight_types']
 class Context:
     """
     An engine context holding one loaded model.
@@ -495,6 +495,14 @@ def op_conv_2d(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weigh
 def op_group_norm(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], groups: typing.SupportsInt | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
     x (n, c, h, w).
+    """
+def op_layer_norm(inputs: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32]], eps: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    inputs: x (n, c), weight (c), optionally bias (c); checked by sdcpp.ops.layer_norm.
+    """
+def op_linear(inputs: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float32]], device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    inputs: x (n, k), weight (m, k) stored as float16, bias (m), optionally residual (n, m); checked by sdcpp.ops.linear.
     """
 def op_mul_mat(a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], b: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], a_f16: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """

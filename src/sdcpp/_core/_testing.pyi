@@ -7,9 +7,13 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes']
+__all__: list[str] = ['conv_2d_work_bytes', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
+def cuda_fusion_count(kind: str) -> int | None:
+    """
+    How often CUDA ran an engine-patch fusion: 'linear' (0063) or 'layer_norm' (0064); -1 for another kind, None without CUDA.
+    """
 def decode_latent(context: sdcpp._core.Context, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
     The image (3, H, W) in [0, 1] a final latent (C, h, w) decodes to, before 8-bit rounding.
