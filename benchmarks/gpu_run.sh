@@ -48,4 +48,3 @@ for case in "$@"; do
   esac
   cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null
 done
-cp -rf benchmarks/results "$OUT"/ 2>/dev/null
