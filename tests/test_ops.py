@@ -134,7 +134,7 @@ def test_self_test_passes_on_every_device() -> None:
     checks = sdcpp.self_test()
     assert {c.op for c in checks} == {
         "arange", "timestep_embedding", "conv_2d", "mul_mat", "group_norm", "attention", "attention_77",
-        "mul_mat_f16 320x64", "mul_mat_f16 704x77",
+        "mul_mat_f16 320x64", "mul_mat_f16 704x77", "linear", "layer_norm",
     }
     failed = [c for c in checks if not c.passed]
     assert not failed, failed

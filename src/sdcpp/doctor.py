@@ -93,7 +93,30 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
     }
     for op, shape in TENSOR_API_PRODUCTS.items():
         cases[op] = _f16_product(rng, *shape)
+    cases["linear"] = _linear(rng)
+    cases["layer_norm"] = _layer_norm(rng)
     return cases
+
+
+def _linear(rng: np.random.Generator) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
+    """A linear layer with bias and residual, 80 rows: on NVIDIA's data-center GPUs one cuBLASLt product
+    (engine patch 0063). The reference rounds as :func:`_f16_product` says."""
+    weight = (rng.standard_normal((64, 32)) / math.sqrt(32)).astype(np.float32)
+    x = rng.standard_normal((80, 32)).astype(np.float32)
+    bias, residual = rng.standard_normal(64).astype(np.float32), rng.standard_normal((80, 64)).astype(np.float32)
+    xr = x if packed_cpu_product() else x.astype(np.float16).astype(np.float32)
+    reference = xr.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T + bias + residual
+    return (lambda d: ops.linear(x, weight, bias, residual, device=d)), reference
+
+
+def _layer_norm(rng: np.random.Generator) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
+    """LayerNorm with weight and bias, built in place as the UNet builds it: one kernel on CUDA (engine
+    patch 0064), NORM fused with MUL on Metal."""
+    x = (2 + 3 * rng.standard_normal((12, 96))).astype(np.float32)
+    weight, bias = (1 + rng.standard_normal(96)).astype(np.float32), rng.standard_normal(96).astype(np.float32)
+    x64 = x.astype(np.float64)
+    normed = (x64 - x64.mean(1, keepdims=True)) / np.sqrt(x64.var(1, keepdims=True) + 1e-5)
+    return (lambda d: ops.layer_norm(x, weight, bias, 1e-5, device=d)), normed * weight + bias
 
 
 def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
