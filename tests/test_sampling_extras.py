@@ -166,7 +166,7 @@ def test_vae_tiling_decodes_close_to_the_untiled_image(generator: sdcpp.Generato
 def test_vae_tiling_decodes_in_less_peak_memory(sd15_file: Path) -> None:
     """Each decode in a fresh process on the CPU: the rise of its peak resident memory (VmHWM; ru_maxrss
     would carry over the forking test process's, which is larger) above the loaded model's, over one step
-    without guidance, is the untiled decode's 124 MiB against 51 MiB in 8x8-latent tiles at 192x192
+    without guidance, is the untiled decode's 127 MiB against 54 MiB in 8x8-latent tiles at 192x192 (2026-12-01)
     (about 4 s and 10 s on 2 shared cores; benchmarks/vae_tiling_memory.py for larger images). At
     128x128 the untiled decode rose only 55 MiB once engine patch 0056 dropped the im2col columns,
     too close to the UNet step's own rise for the halving to show."""
