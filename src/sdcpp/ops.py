@@ -98,8 +98,8 @@ def linear(
 
     ``x`` is (n, k), ``weight`` (m, k), stored as float16 like the UNet's weights, ``bias`` (m,)
     and ``residual`` (n, m). On NVIDIA's data-center GPUs one cuBLASLt product computes all of it,
-    bias and residual added in its epilogue (engine patch 0063); elsewhere, and for n <= 16, ggml's
-    MUL_MAT then one ADD each.
+    bias and residual added in its epilogue (engine patch 0063), for n of 64 or more; elsewhere, and
+    for fewer rows, ggml's MUL_MAT then one ADD each.
     """
     x, weight, bias = _array(x, "x", "n, k"), _array(weight, "weight", "m, k"), _array(bias, "bias", "m")
     n, k = x.shape
