@@ -100,13 +100,10 @@ def _cases(rng: np.random.Generator) -> dict[str, tuple[Callable[[str], np.ndarr
 
 def _linear(rng: np.random.Generator) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
     """A linear layer with bias and residual, 80 rows: on NVIDIA's data-center GPUs one cuBLASLt product
-    (engine patch 0063). The reference rounds as :func:`_f16_product` says."""
-    weight = (rng.standard_normal((64, 32)) / math.sqrt(32)).astype(np.float32)
-    x = rng.standard_normal((80, 32)).astype(np.float32)
+    (engine patch 0063)."""
+    weight, x, product = _f16_operands(rng, 64, 32, 80)
     bias, residual = rng.standard_normal(64).astype(np.float32), rng.standard_normal((80, 64)).astype(np.float32)
-    xr = x if packed_cpu_product() else x.astype(np.float16).astype(np.float32)
-    reference = xr.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T + bias + residual
-    return (lambda d: ops.linear(x, weight, bias, residual, device=d)), reference
+    return (lambda d: ops.linear(x, weight, bias, residual, device=d)), product + bias + residual
 
 
 def _layer_norm(rng: np.random.Generator) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
@@ -119,16 +116,21 @@ def _layer_norm(rng: np.random.Generator) -> tuple[Callable[[str], np.ndarray], 
     return (lambda d: ops.layer_norm(x, weight, bias, 1e-5, device=d)), normed * weight + bias
 
 
-def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
-    """A float16 weight (m, k) times float32 activations (n, k); the reference rounds the weight to
-    float16, and the activations too as ggml's CPU does unless it has the packed product (engine
-    patch 0056), then sums in float64."""
+def _f16_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A float16 weight (m, k), float32 activations (n, k) and their product in float64: the activations
+    are rounded to float16 as ggml's CPU rounds them unless it has the packed product (engine patch
+    0056), so that every device's result is comparable."""
     weight = (rng.standard_normal((m, k)) / math.sqrt(k)).astype(np.float32)
     x = rng.standard_normal((n, k)).astype(np.float32)
     if not packed_cpu_product():
         x = x.astype(np.float16).astype(np.float32)
-    reference = x.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
-    return (lambda d: ops.mul_mat(weight, x, a_dtype="float16", device=d)), reference
+    return weight, x, x.astype(np.float64) @ weight.astype(np.float16).astype(np.float64).T
+
+
+def _f16_product(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[Callable[[str], np.ndarray], np.ndarray]:
+    """A float16 weight (m, k) times float32 activations (n, k), as the UNet's products run."""
+    weight, x, product = _f16_operands(rng, m, k, n)
+    return (lambda d: ops.mul_mat(weight, x, a_dtype="float16", device=d)), product
 
 
 def _error(got: np.ndarray, want: np.ndarray) -> float:
