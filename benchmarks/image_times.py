@@ -25,8 +25,9 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--images", type=int, default=2)
+    p.add_argument("--threads", type=int, help="CPU threads (default: one per physical core)")
     a = p.parse_args()
-    gen = sdcpp.Generator(a.model, device=a.device)
+    gen = sdcpp.Generator(a.model, device=a.device, threads=a.threads)
     settings = dict(width=a.size, height=a.size, steps=a.steps, cfg_scale=7.0, sampler="euler", seed=42)
     gen.generate("a lighthouse", **settings)
     times = []

@@ -200,8 +200,8 @@ void register_ops(py::module_& m, py::module_& testing) {
             return count ? std::optional<int64_t>(count(kind.c_str())) : std::nullopt;
         },
         py::arg("kind"),
-        "How often CUDA ran an engine-patch fusion: 'linear' (0063) or 'layer_norm' (0064); -1 for another "
-        "kind, None without CUDA.");
+        "How often CUDA ran an engine patch's path: 'linear' (0063), 'layer_norm' (0064) or "
+        "'flash_attn_pipelined' (0065); -1 for another kind, None without CUDA.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {
@@ -230,14 +230,25 @@ void register_ops(py::module_& m, py::module_& testing) {
         py::arg("x"), py::arg("groups"), py::arg("eps"), py::arg("device"), "x (n, c, h, w).");
     m.def(
         "op_attention",
-        [](const Floats& q, const Floats& k, const Floats& v, const std::string& device) {
+        [](const Floats& q, const Floats& k, const Floats& v, bool flash, const std::string& device) {
+            if (flash) {
+                // the engine's flash path (ggml_ext_attention_ext): K and V cast to float16, float32 precision
+                auto build = [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                    float scale      = 1.0f / std::sqrt(static_cast<float>(in[0]->ne[0]));
+                    ggml_tensor* kqv = ggml_flash_attn_ext(c, in[0], in[1], in[2], nullptr, scale, 0.0f, 0.0f);
+                    ggml_flash_attn_ext_set_prec(kqv, GGML_PREC_F32);
+                    return ggml_reshape_2d(c, kqv, in[2]->ne[0], in[0]->ne[1]);
+                };
+                return run(device, {q, k, v}, build, {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_F16});
+            }
             return run(device, {q, k, v}, [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
                 float scale     = 1.0f / std::sqrt(static_cast<float>(in[0]->ne[0]));
                 ggml_tensor* kq = ggml_soft_max_ext(c, ggml_mul_mat(c, in[1], in[0]), nullptr, scale, 0.0f);
                 return ggml_mul_mat(c, ggml_cont(c, ggml_transpose(c, in[2])), kq);
             });
         },
-        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("device"), "softmax(q k^T / sqrt(d)) v for (n, d) inputs.");
+        py::arg("q"), py::arg("k"), py::arg("v"), py::arg("flash"), py::arg("device"),
+        "softmax(q k^T / sqrt(d)) v for (n, d) inputs; ggml's FLASH_ATTN_EXT over float16 k and v when flash.");
 }
 
 }  // namespace sdcpp

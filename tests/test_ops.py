@@ -396,6 +396,50 @@ def test_layer_norm_is_one_cuda_kernel() -> None:
     assert _testing.cuda_fusion_count("conv") == -1  # no such fusion
 
 
+def _attention_inputs(n: int, m: int, d: int = 64) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(7)
+    return tuple(rng.standard_normal((rows, d)).astype(np.float32) for rows in (n, m, m))
+
+
+@pytest.mark.parametrize("m", [512, 77])
+def test_flash_attention_computes_attention_over_float16_keys_and_values(m) -> None:
+    # Engine patch 0065: on CUDA, 512 keys (whole tiles of 256) take the kernel that loads K and V
+    # through the cp.async pipeline, and the prompt's 77 keys the one that checks bounds; both must
+    # give the definition over K and V rounded to float16, as the engine rounds them.
+    q, k, v = _attention_inputs(300, m)
+    got = ops.attention(q, k, v, flash=True, device=DEVICE)
+    k16, v16 = (a.astype(np.float16).astype(np.float64) for a in (k, v))
+    scores = q.astype(np.float64) @ k16.T / 8
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    want = (p / p.sum(axis=1, keepdims=True)) @ v16
+    assert got.shape == (300, 64)
+    # 1.3e-6 measured on the CPU; GPU kernels round q and the softmax weights to float16 as well.
+    tol = TOL if resolve_device(DEVICE) == "CPU" else GPU_TOLERANCE
+    assert np.abs(got - want).max() <= tol * np.abs(want).max()
+    # the float32 path differs by the rounding of k and v alone (3.6e-4 on the CPU)
+    assert np.abs(got - ops.attention(q, k, v, device=DEVICE)).max() <= max(tol, 1e-3) * np.abs(want).max()
+
+
+def test_flash_must_be_true_or_false() -> None:
+    with pytest.raises(sdcpp.InvalidArgumentError, match="^flash: must be True or False, not 'yes'"):
+        ops.attention(*_attention_inputs(4, 5, d=8), flash="yes", device=DEVICE)
+
+
+def test_flash_attention_over_whole_key_tiles_is_pipelined_on_data_center_gpus() -> None:
+    device = resolve_device(DEVICE)
+    if not device.startswith("CUDA") or not _data_center_gpu(device):
+        pytest.skip("engine patch 0065 is a CUDA kernel for GPUs with cp.async, checked on data-center GPUs")
+    q, k, v = _attention_inputs(300, 512)
+    before = _testing.cuda_fusion_count("flash_attn_pipelined")
+    ops.attention(q, k, v, flash=True, device=device)
+    assert _testing.cuda_fusion_count("flash_attn_pipelined") == before + 1
+    # Not: keys that end inside a tile, 32 queries or fewer (narrower tiles), heads of another size.
+    ops.attention(q, k[:77], v[:77], flash=True, device=device)
+    ops.attention(q[:32], k, v, flash=True, device=device)
+    ops.attention(*_attention_inputs(300, 512, d=128), flash=True, device=device)
+    assert _testing.cuda_fusion_count("flash_attn_pipelined") == before + 1
+
+
 def test_layer_norm_names_the_argument_with_the_wrong_shape() -> None:
     x = np.zeros((4, 8), np.float32)
     with pytest.raises(sdcpp.InvalidArgumentError, match=r"^weight: has shape \(7,\), not \(8,\)"):

@@ -197,17 +197,26 @@ def group_norm(x: ArrayLike, groups: int, eps: float = 1e-6, *, device: str = "a
     return _core.op_group_norm(x, groups, eps, resolve_device(device))
 
 
-def attention(q: ArrayLike, k: ArrayLike, v: ArrayLike, *, device: str = "auto") -> np.ndarray:
+def attention(
+    q: ArrayLike, k: ArrayLike, v: ArrayLike, *, flash: bool = False, device: str = "auto"
+) -> np.ndarray:
     """``softmax(q @ k.T / sqrt(d)) @ v`` of shape (n, e) for ``q`` (n, d), ``k`` (m, d), ``v`` (m, e),
-    as ggml's mul_mat and soft_max compute it."""
+    as ggml's mul_mat and soft_max compute it; with ``flash``, as ggml's fused flash-attention kernel
+    computes it for ``Generator(flash_attn=True)``: ``k`` and ``v`` rounded to float16 first, as the
+    engine does, and no (n, m) score matrix in memory. A device without a flash kernel for the head
+    size raises :class:`sdcpp.UnsupportedOperation` (CUDA has them for d = e in 40, 64, 72, 80, 96,
+    112, 128 and 256).
+    """
     q, k, v = _array(q, "q", "n, d"), _array(k, "k", "m, d"), _array(v, "v", "m, e")
     if k.shape[1] != q.shape[1]:
         raise InvalidArgumentError(f"k: has head dimension {k.shape[1]} but q has {q.shape[1]}; they must match")
     if v.shape[0] != k.shape[0]:
         raise InvalidArgumentError(f"v: has {v.shape[0]} rows but k has {k.shape[0]}; each key needs one value")
+    if not isinstance(flash, (bool, np.bool_)):
+        raise InvalidArgumentError(f"flash: must be True or False, not {flash!r}")
     _check_size("attention", (q.shape[0], k.shape[0]))  # the score matrix
     _check_size("attention", (q.shape[0], v.shape[1]))
-    return _core.op_attention(q, k, v, resolve_device(device))
+    return _core.op_attention(q, k, v, bool(flash), resolve_device(device))
 
 
 def _is_int(value: object) -> bool:

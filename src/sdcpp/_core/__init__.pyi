@@ -484,9 +484,9 @@ def op_arange(start: typing.SupportsFloat | typing.SupportsIndex, stop: typing.S
     """
     Needs a non-empty range (sdcpp.ops.arange checks it; ggml aborts otherwise).
     """
-def op_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], device: str) -> numpy.typing.NDArray[numpy.float32]:
+def op_attention(q: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], k: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], v: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], flash: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
-    softmax(q k^T / sqrt(d)) v for (n, d) inputs.
+    softmax(q k^T / sqrt(d)) v for (n, d) inputs; ggml's FLASH_ATTN_EXT over float16 k and v when flash.
     """
 def op_conv_2d(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], weight: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, w_f16: bool, direct: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """

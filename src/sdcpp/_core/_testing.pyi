@@ -12,7 +12,7 @@ def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.S
     ...
 def cuda_fusion_count(kind: str) -> int | None:
     """
-    How often CUDA ran an engine-patch fusion: 'linear' (0063) or 'layer_norm' (0064); -1 for another kind, None without CUDA.
+    How often CUDA ran an engine patch's path: 'linear' (0063), 'layer_norm' (0064) or 'flash_attn_pipelined' (0065); -1 for another kind, None without CUDA.
     """
 def decode_latent(context: sdcpp._core.Context, latent: typing.Annotated[numpy.typing.ArrayLike, numpy.float32]) -> numpy.typing.NDArray[numpy.float32]:
     """
