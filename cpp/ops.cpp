@@ -202,6 +202,17 @@ void register_ops(py::module_& m, py::module_& testing) {
         py::arg("kind"),
         "How often CUDA ran an engine patch's path: 'linear' (0063), 'layer_norm' (0064) or "
         "'flash_attn_pipelined' (0065); -1 for another kind, None without CUDA.");
+    testing.def(
+        "cpu_winograd_count",
+        []() -> std::optional<int64_t> {
+            ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+            using Count = int64_t (*)();
+            auto count = reg ? reinterpret_cast<Count>(ggml_backend_reg_get_proc_address(reg, "ggml_cpu_winograd_conv_2d_count"))
+                             : nullptr;
+            return count ? std::optional<int64_t>(count()) : std::nullopt;
+        },
+        "How many CONV_2D nodes the CPU ran as Winograd's F(2x2, 3x3) (engine patch 0066); None where the "
+        "CPU backend has no such count (a build without llamafile).");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {

@@ -523,6 +523,59 @@ def test_conv_2d_on_the_cpu_against_its_definition(method, weight_dtype, n, c, h
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
 
 
+@pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "n, c, h, w, out, padding",
+    [
+        (1, 32, 32, 32, 64, 1),  # 16 x 16 tiles of 2 x 2 outputs: the fewest taken, 32 and 64 channels
+        (2, 64, 33, 35, 96, 1),  # odd sizes: the last tile row and column half outside; two images
+        (1, 40, 40, 31, 64, 0),  # no padding
+        (1, 32, 36, 36, 64, 2),  # padding 2
+        (1, 512, 4, 600, 512, 1),  # 19 MB of transforms per tile row: one row at a time, two bands
+    ],
+)
+def test_winograd_convolutions_on_the_cpu_against_their_definition(weight_dtype, n, c, h, w, out, padding) -> None:
+    # Engine patch 0066: where the packed product runs CONV_2D, a 3x3 kernel at stride 1 over 256 tiles
+    # or more, with 32 input and 64 output channels or more, is Winograd's F(2x2, 3x3): the 4x4 input
+    # block of each 2x2 block of outputs and the kernels transformed, 16 products, then the outputs.
+    if not packed_cpu_product():
+        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 with AVX2, without AVX-512)")
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((out, c, 3, 3)).astype(np.float32)
+    if weight_dtype == "float16":
+        weight = weight.astype(np.float16).astype(np.float32)
+    before = _testing.cpu_winograd_count()
+    got = ops.conv_2d(x, weight, padding=padding, weight_dtype=weight_dtype, method="direct", device="cpu")
+    assert _testing.cpu_winograd_count() == before + 1
+    want = conv_2d_reference(x, weight, 1, padding)
+    assert got.shape == want.shape
+    # the transforms' additions round a little more than the direct sum: 2e-7 to 8e-7 measured
+    assert np.abs(got - want).max() <= 5e-6 * np.abs(want).max()
+
+
+@pytest.mark.parametrize(
+    "c, h, w, out, k, stride",
+    [
+        (32, 30, 30, 64, 3, 1),  # 15 x 15 tiles
+        (16, 32, 32, 64, 3, 1),  # 16 input channels
+        (32, 32, 32, 48, 3, 1),  # 48 output channels
+        (32, 64, 64, 64, 3, 2),  # stride 2
+        (32, 32, 32, 64, 1, 1),  # 1x1 kernel
+    ],
+)
+def test_small_or_other_convolutions_stay_direct(c, h, w, out, k, stride) -> None:
+    if not packed_cpu_product():
+        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 with AVX2, without AVX-512)")
+    rng = np.random.default_rng(9)
+    x, weight = rng.standard_normal((1, c, h, w)), rng.standard_normal((out, c, k, k))
+    before = _testing.cpu_winograd_count()
+    got = ops.conv_2d(x, weight, stride=stride, padding=k // 2, method="direct", device="cpu")
+    assert _testing.cpu_winograd_count() == before
+    want = conv_2d_reference(x.astype(np.float32), weight.astype(np.float32), stride, k // 2)
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
 @pytest.mark.parametrize(
     "option, message",
     [({"method": "fft"}, "method: must be 'auto', 'im2col' or 'direct', not 'fft'"),
