@@ -464,9 +464,10 @@ def test_linear_names_the_argument_with_the_wrong_shape() -> None:
 @pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513), (70, 197, 3000)])
 def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -> None:
     # Engine patch 0056: on AVX2 CPUs a product with both sides 64 or wider runs packed, in tiles of
-    # 16 rows of a by 6 of b, blocks of up to 192 rows, 256 values of k at a time. 70, 197, 1030 and 390
-    # leave partial tiles and blocks, 300 and 513 a partial k block, 7 and 77 are not 8-wide; at
-    # k = 3000 a block of b is cut to 174 rows (2 MB of panels per thread).
+    # 16 rows of a by 6 of b (32 by 12 in AVX-512 builds, patch 0067), blocks of up to 192 rows, 256
+    # values of k at a time. 70, 197, 1030 and 390 leave partial tiles and blocks for both tiles, 300 and
+    # 513 a partial k block, 7 and 77 are not 8-wide; at k = 3000 a block of b is cut to 174 rows (2 MB
+    # of panels per thread; 168 with the wide tile).
     rng = np.random.default_rng(2)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((n, k)).astype(np.float32)
@@ -482,7 +483,7 @@ def test_packed_product_keeps_float32_activations() -> None:
     # With float16 weights tinyBLAS rounds the activations to float16 first (a relative error of
     # about 2e-4); the packed product converts the weights only, so the result is float32-exact.
     if not packed_cpu_product():
-        pytest.skip("this build's CPU backend has no packed product (AVX-512 or non-x86 build)")
+        pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((128, 320)).astype(np.float32), rng.standard_normal((96, 320)).astype(np.float32)
     got = ops.mul_mat(a, b, a_dtype="float16", device="cpu")
@@ -539,7 +540,7 @@ def test_winograd_convolutions_on_the_cpu_against_their_definition(weight_dtype,
     # or more, with 32 input and 64 output channels or more, is Winograd's F(2x2, 3x3): the 4x4 input
     # block of each 2x2 block of outputs and the kernels transformed, 16 products, then the outputs.
     if not packed_cpu_product():
-        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 with AVX2, without AVX-512)")
+        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 builds with AVX2)")
     rng = np.random.default_rng(8)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     weight = rng.standard_normal((out, c, 3, 3)).astype(np.float32)
@@ -566,7 +567,7 @@ def test_winograd_convolutions_on_the_cpu_against_their_definition(weight_dtype,
 )
 def test_small_or_other_convolutions_stay_direct(c, h, w, out, k, stride) -> None:
     if not packed_cpu_product():
-        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 with AVX2, without AVX-512)")
+        pytest.skip("engine patch 0066 runs in the packed CPU product (x86 builds with AVX2)")
     rng = np.random.default_rng(9)
     x, weight = rng.standard_normal((1, c, h, w)), rng.standard_normal((out, c, k, k))
     before = _testing.cpu_winograd_count()

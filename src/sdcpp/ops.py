@@ -71,7 +71,7 @@ def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str
 
     ``a_dtype="float16"`` stores ``a`` as float16, as the UNet's weights are: ggml then rounds
     ``b`` to float16 too on Metal and on CPUs without the packed product (engine patch 0056: x86
-    builds with AVX2 but not AVX-512, ``system_info()["cpu_features"]["PACKED_GEMM"]``), and sums
+    builds with AVX2, ``system_info()["cpu_features"]["PACKED_GEMM"]``), and sums
     in float32. Raises
     :class:`sdcpp.GenerationError` when the device writes past the end of the result.
     """

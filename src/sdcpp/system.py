@@ -26,7 +26,7 @@ def system_info() -> dict[str, Any]:
 
 
 def packed_cpu_product() -> bool:
-    """Whether this build's CPU backend has engine patch 0056's packed product (x86 builds with AVX2
-    and without AVX-512): it keeps float32 activations in products with float16 weights and runs
-    convolutions as CONV_2D instead of IM2COL + MUL_MAT."""
+    """Whether this build's CPU backend has engine patch 0056's packed product (x86 builds with AVX2,
+    in a wider tile where the build has AVX-512: patch 0067): it keeps float32 activations in products
+    with float16 weights and runs convolutions as CONV_2D instead of IM2COL + MUL_MAT."""
     return _core.system_info()["cpu_features"].get("PACKED_GEMM") == "1"
