@@ -479,6 +479,20 @@ def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
 
 
+@pytest.mark.parametrize("n, k", [(1, 1280), (2, 245), (3, 77)])
+def test_narrow_float16_products_sum_in_float32(n, k) -> None:
+    # Products with fewer than 64 columns of activations skip the packed product: ggml rounds the
+    # activations to float16 and sums float16 dot products (tinyBLAS where k fits its vectors, else
+    # ggml_vec_dot_f16). Engine patch 0068: built for a CPU with AVX512-FP16 those dot products summed
+    # in float16 (a convolution 4.4e-4 off on the H200 machine's Xeon); they sum in float32 on every CPU now.
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((96, k)).astype(np.float16)
+    b = rng.standard_normal((n, k)).astype(np.float16)
+    got = ops.mul_mat(a.astype(np.float32), b.astype(np.float32), a_dtype="float16", device="cpu")
+    want = b.astype(np.float64) @ a.astype(np.float64).T
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
 def test_packed_product_keeps_float32_activations() -> None:
     # With float16 weights tinyBLAS rounds the activations to float16 first (a relative error of
     # about 2e-4); the packed product converts the weights only, so the result is float32-exact.
