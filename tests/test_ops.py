@@ -461,13 +461,13 @@ def test_linear_names_the_argument_with_the_wrong_shape() -> None:
 
 
 @pytest.mark.parametrize("a_dtype", ["float32", "float16"])
-@pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513), (70, 197, 3000)])
+@pytest.mark.parametrize("m, n, k", [(70, 197, 300), (64, 64, 7), (1030, 100, 77), (200, 390, 513), (70, 197, 12000)])
 def test_mul_mat_against_its_definition_across_packed_blocks(a_dtype, m, n, k) -> None:
     # Engine patch 0056: on AVX2 CPUs a product with both sides 64 or wider runs packed, in tiles of
     # 16 rows of a by 6 of b (32 by 12 in AVX-512 builds, patch 0067), blocks of up to 192 rows, 256
     # values of k at a time. 70, 197, 1030 and 390 leave partial tiles and blocks for both tiles, 300 and
-    # 513 a partial k block, 7 and 77 are not 8-wide; at k = 3000 a block of b is cut to 174 rows (2 MB
-    # of panels per thread; 168 with the wide tile).
+    # 513 a partial k block, 7 and 77 are not 8-wide; at k = 12000 a block of b is cut to 174 rows (8 MB
+    # of panels per thread, patch 0069; 168 with the wide tile).
     rng = np.random.default_rng(2)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((n, k)).astype(np.float32)
