@@ -71,9 +71,8 @@ def mul_mat(a: ArrayLike, b: ArrayLike, *, a_dtype: str = "float32", device: str
 
     ``a_dtype="float16"`` stores ``a`` as float16, as the UNet's weights are: ggml then rounds
     ``b`` to float16 too on Metal and on CPUs without the packed product (engine patch 0056: x86
-    builds with AVX2, ``system_info()["cpu_features"]["PACKED_GEMM"]``), and sums
-    in float32. Raises
-    :class:`sdcpp.GenerationError` when the device writes past the end of the result.
+    builds with AVX2, ``system_info()["cpu_features"]["PACKED_GEMM"]``), and sums in float32.
+    Raises :class:`sdcpp.GenerationError` when the device writes past the end of the result.
     """
     if a_dtype not in ("float32", "float16"):
         raise InvalidArgumentError(f"a_dtype: must be 'float32' or 'float16', not {a_dtype!r}")
