@@ -4,10 +4,12 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "errors.h"
@@ -23,6 +25,13 @@ namespace sdcpp {
 namespace {
 
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// CPU threads the ops run on; 0 keeps the CPU backend's default (4), which the op tests' thread splits
+// assume. Benchmarks set one per core, so that a single op is timed as a Generator runs it.
+int cpu_op_threads = 0;
+// The last op's own time on its device, without copying the inputs in and the result out: what the
+// single-op benchmarks compare.
+double last_op_seconds = 0.0;
 
 // Tensors one op's graph may hold: ggml_conv_2d of one image makes about ten per band of rows.
 constexpr size_t kMaxTensors = 4096;
@@ -62,6 +71,12 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     if (!backend) {
         throw DeviceError("device '" + device + "' failed to initialise");
     }
+    using SetThreads = void (*)(ggml_backend_t, int);
+    auto set_threads = reinterpret_cast<SetThreads>(
+        ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads"));
+    if (cpu_op_threads > 0 && set_threads) {
+        set_threads(backend.get(), cpu_op_threads);
+    }
     for (int i = 0; i < ggml_graph_n_nodes(graph); ++i) {
         ggml_tensor* node = ggml_graph_node(graph, i);
         if (!ggml_backend_supports_op(backend.get(), node)) {
@@ -79,7 +94,9 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     ggml_status status;
     {
         py::gil_scoped_release nogil;
+        const auto start = std::chrono::steady_clock::now();
         status = ggml_backend_graph_compute(backend.get(), graph);
+        last_op_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     if (status != GGML_STATUS_SUCCESS) {
         throw GenerationError(std::string("the op failed on '") + device + "': " + ggml_status_to_string(status));
@@ -226,6 +243,14 @@ void register_ops(py::module_& m, py::module_& testing) {
         py::arg("device"),
         "x (n, c, h, w), weight (out, c, kh, kw); weight stored as float16 when w_f16; ggml's CONV_2D when "
         "direct, else IM2COL + MUL_MAT.");
+    testing.def(
+        "set_cpu_op_threads",
+        [](int threads) { return std::exchange(cpu_op_threads, std::max(threads, 0)); },
+        py::arg("threads"),
+        "Threads of the CPU backend sdcpp.ops runs on (0: its default, 4); returns the previous setting.");
+    testing.def(
+        "last_op_seconds", []() { return last_op_seconds; },
+        "Seconds the last sdcpp.ops call spent in its graph on the device, without copying in and out.");
     testing.def("set_conv_2d_max_cols_bytes", &ggml_conv_2d_set_max_cols_bytes, py::arg("bytes"),
                 "Bound on the im2col matrix ggml_conv_2d makes at once for one image (engine patch 0059); "
                 "returns the previous bound.");

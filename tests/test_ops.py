@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -20,6 +21,17 @@ from sdcpp.doctor import GPU_TOLERANCE, TENSOR_API_PRODUCTS
 from sdcpp.system import packed_cpu_product
 
 from .test_ops_fuzz import conv_2d_reference, group_norm_reference
+
+
+def conv_inputs(seed: int, n: int, c: int, h: int, w: int, out: int, k: int, weight_dtype: str = "float32"):
+    """A random image batch and kernels; float16 kernels hold values float16 stores exactly."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    weight = rng.standard_normal((out, c, k, k)).astype(np.float32)
+    if weight_dtype == "float16":
+        weight = weight.astype(np.float16).astype(np.float32)
+    return x, weight
+
 
 DEVICE = os.environ.get("SDCPP_TEST_DEVICE", "auto")
 # float32 sin/cos of arguments up to ~1000 rad: a few float32 ulps of the argument.
@@ -524,11 +536,7 @@ def test_conv_2d_on_the_cpu_against_its_definition(method, weight_dtype, n, c, h
     # Engine patch 0056: the CPU's CONV_2D reads 16 output positions' taps straight from the image
     # into the packed product's panels, with zeros outside it; IM2COL + MUL_MAT is what quantized
     # kernels and the other devices use.
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    weight = rng.standard_normal((out, c, k, k)).astype(np.float32)
-    if weight_dtype == "float16":
-        weight = weight.astype(np.float16).astype(np.float32)
+    x, weight = conv_inputs(4, n, c, h, w, out, k, weight_dtype)
     got = ops.conv_2d(x, weight, stride=stride, padding=padding, weight_dtype=weight_dtype, method=method, device="cpu")
     want = conv_2d_reference(x, weight, stride, padding)
     assert got.shape == want.shape
@@ -536,6 +544,52 @@ def test_conv_2d_on_the_cpu_against_its_definition(method, weight_dtype, n, c, h
     rounded = weight_dtype == "float16" and not (method == "direct" and packed_cpu_product())
     tol = 2e-3 if rounded else 1e-5
     assert np.abs(got - want).max() <= tol * np.abs(want).max()
+
+
+@pytest.mark.parametrize(
+    "n, c, h, w, out, k, padding",
+    [
+        (2, 6, 5, 1, 20, 3, 1),  # one column: every tap but the middle one falls outside
+        (1, 5, 4, 3, 20, 5, 3),  # padding 3 > the width: whole runs outside
+        (2, 7, 6, 17, 20, 3, 2),  # runs of 16 and 1 positions
+        (1, 4, 5, 40, 20, 5, 2),  # 40-wide rows: an edge in the second vector of a run
+    ],
+)
+def test_conv_2d_reads_zeros_past_the_image_edges(n, c, h, w, out, k, padding) -> None:
+    # Engine patch 0072: with AVX-512 the runs of positions whose taps fall partly in the padding are
+    # copied with masked loads (lanes outside the row left zero); elsewhere one value at a time.
+    x, weight = conv_inputs(6, n, c, h, w, out, k)
+    got = ops.conv_2d(x, weight, padding=padding, method="direct", device="cpu")
+    want = conv_2d_reference(x, weight, 1, padding)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
+@pytest.mark.parametrize(
+    "n, c, h, w, out, stride",
+    [
+        (2, 64, 4, 4, 96, 1),  # a 4x4 latent twice (batched CFG): one 32-row tile with AVX-512
+        (3, 24, 2, 2, 40, 1),  # 2x2 planes: three images in one tile
+        (5, 16, 3, 3, 30, 1),  # 9 positions: tiles end inside an image
+        (30, 8, 3, 3, 20, 1),  # 270 positions: two blocks of rows, the first ends inside an image
+        (4, 9, 5, 3, 210, 2),  # stride 2, 3x2 outputs; 210 kernels: several blocks of them
+    ],
+)
+def test_conv_2d_of_small_planes_shares_tiles_across_images(weight_dtype, n, c, h, w, out, stride) -> None:
+    # Engine patch 0071: planes smaller than the packed product's tile (16 positions with AVX2, 32
+    # with AVX-512) fill tiles from several images, the results copied out image by image. Each
+    # output's sum keeps its order: the batch equals its images convolved one at a time, exactly.
+    if not packed_cpu_product():
+        pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
+    x, weight = conv_inputs(5, n, c, h, w, out, 3, weight_dtype)
+    conv = functools.partial(ops.conv_2d, weight=weight, stride=stride, padding=1, weight_dtype=weight_dtype,
+                             method="direct", device="cpu")
+    got = conv(x)
+    want = conv_2d_reference(x, weight, stride, 1)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert np.array_equal(got, np.concatenate([conv(x[i : i + 1]) for i in range(n)]))
 
 
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
@@ -555,11 +609,7 @@ def test_winograd_convolutions_on_the_cpu_against_their_definition(weight_dtype,
     # block of each 2x2 block of outputs and the kernels transformed, 16 products, then the outputs.
     if not packed_cpu_product():
         pytest.skip("engine patch 0066 runs in the packed CPU product (x86 builds with AVX2)")
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    weight = rng.standard_normal((out, c, 3, 3)).astype(np.float32)
-    if weight_dtype == "float16":
-        weight = weight.astype(np.float16).astype(np.float32)
+    x, weight = conv_inputs(8, n, c, h, w, out, 3, weight_dtype)
     before = _testing.cpu_winograd_count()
     got = ops.conv_2d(x, weight, padding=padding, weight_dtype=weight_dtype, method="direct", device="cpu")
     assert _testing.cpu_winograd_count() == before + 1
@@ -612,3 +662,19 @@ def test_conv_2d_auto_is_the_engines_choice() -> None:
     np.testing.assert_array_equal(runs["auto"], runs["direct" if packed_cpu_product() else "im2col"])
     if packed_cpu_product():
         assert not np.array_equal(runs["direct"], runs["im2col"])
+
+
+def test_cpu_ops_run_on_the_threads_set_and_report_their_own_time() -> None:
+    # benchmarks/conv_times.py times one op as a Generator runs it: on one thread per core, without
+    # the copies in and out.
+    x = np.random.default_rng(7).standard_normal((1, 64, 32, 32)).astype(np.float32)
+    w = np.ones((64, 64, 3, 3), np.float32)
+    previous = _testing.set_cpu_op_threads(1)
+    try:
+        one = ops.conv_2d(x, w, padding=1, method="direct", device="cpu")
+        assert 0 < _testing.last_op_seconds() < 60
+        assert _testing.set_cpu_op_threads(3) == 1
+        assert np.array_equal(ops.conv_2d(x, w, padding=1, method="direct", device="cpu"), one)
+    finally:
+        _testing.set_cpu_op_threads(previous)
+    assert previous == 0  # the op tests' thread splits assume the backend's default

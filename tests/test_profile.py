@@ -76,6 +76,20 @@ def test_feed_forward_gates_with_one_geglu_node(generator: sdcpp.Generator) -> N
     assert all(2 * r["out"]["shape"][0] == r["srcs"][0]["shape"][0] for r in glus)
 
 
+def test_attention_scales_its_scores_inside_the_softmax(sd15_file: Path) -> None:
+    """Engine patch 0070: plain attention (the CPU's default) scaled Q.K^T's scores by 1/sqrt(d) in a
+    SCALE node, a pass over the largest tensor of the step on one CPU thread, before SOFT_MAX. The
+    softmax now takes the scale, and reads the scores straight from the product."""
+    with sdcpp.Generator(sd15_file, device="cpu", flash_attn=False) as gen, sdcpp.profile_ops() as profile:
+        gen.generate("a lighthouse", **SETTINGS)
+    unet = [r for r in profile.records if r["runner"] == "unet"]
+    softmaxes = [i for i, r in enumerate(unet) if r["op"] == "SOFT_MAX"]
+    scores = {tuple(unet[i]["out"]["shape"]) for i in softmaxes}
+    assert softmaxes and not any(r["op"] == "SCALE" and tuple(r["out"]["shape"]) in scores for r in unet)
+    assert all(unet[i - 1]["op"] == "MUL_MAT" and unet[i - 1]["out"]["shape"] == unet[i]["out"]["shape"]
+               for i in softmaxes)
+
+
 def test_flash_attention_reads_its_heads_in_place_and_keys_unpadded(sd15_file: Path) -> None:
     """Engine patch 0058: flash attention reads Q, K and V as strided views, and its output is laid out
     as the caller needs it. Plain attention makes Q, K, V and its output contiguous, four copies per

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes']
+__all__: list[str] = ['conv_2d_work_bytes', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
 def cpu_winograd_count() -> int | None:
@@ -46,6 +46,10 @@ def hires_upscalers() -> list[str]:
     """
     Hires fix upscaler names: how the first pass's image is enlarged.
     """
+def last_op_seconds() -> float:
+    """
+    Seconds the last sdcpp.ops call spent in its graph on the device, without copying in and out.
+    """
 def live_image_batches() -> int:
     """
     Batches whose engine memory is still allocated in this process.
@@ -69,4 +73,8 @@ def schedulers() -> list[str]:
 def set_conv_2d_max_cols_bytes(bytes: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Bound on the im2col matrix ggml_conv_2d makes at once for one image (engine patch 0059); returns the previous bound.
+    """
+def set_cpu_op_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    Threads of the CPU backend sdcpp.ops runs on (0: its default, 4); returns the previous setting.
     """
