@@ -18,12 +18,14 @@ import sdcpp
 from sdcpp.profiling import OpProfile, node_flops
 
 
-def torch_matmul_rate(device: str) -> float | None:
+def torch_matmul_rate(device: str, threads: int | None) -> float | None:
     """GFLOP/s of a large matrix product in torch: float32 on the CPU, float16 on CUDA."""
     try:
         import torch
     except ImportError:
         return None
+    if threads:
+        torch.set_num_threads(threads)
     cuda = device != "cpu"
     dev, dtype, n = ("cuda", torch.float16, 8192) if cuda else ("cpu", torch.float32, 2048)
     a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
@@ -47,11 +49,13 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--flash-attn", choices=("default", "on", "off"), default="default")
+    p.add_argument("--threads", type=int, help="CPU threads, for sdcpp and torch's reference product "
+                   "(default: sdcpp's, one per physical core)")
     p.add_argument("--json", type=Path, help="also write the records and summary here")
     a = p.parse_args()
 
     options = {} if a.flash_attn == "default" else {"flash_attn": a.flash_attn == "on"}
-    gen = sdcpp.Generator(a.model, device=a.device, **options)
+    gen = sdcpp.Generator(a.model, device=a.device, threads=a.threads, **options)
     settings = dict(width=a.size, height=a.size, steps=a.steps, cfg_scale=7.0, sampler="euler", seed=42)
     gen.generate("a lighthouse at dusk", **settings)
     t0 = time.perf_counter()
@@ -68,7 +72,7 @@ def main() -> None:
         runners.setdefault(r["runner"], OpProfile()).records.append(r)
     mul_mats = [r for r in profile.records if r["op"] == "MUL_MAT" and r["us"] > 200]
     best_ggml = max((node_flops(r) / r["us"] / 1e3 for r in mul_mats), default=0.0)
-    reference = torch_matmul_rate(a.device)
+    reference = torch_matmul_rate(a.device, a.threads)
     print("\n| runner | node s | GFLOP | GFLOP/s | floor at ggml's best matmul | floor at torch's matmul |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     summary = {}

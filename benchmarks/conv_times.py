@@ -1,0 +1,47 @@
+"""Single CPU convolutions of the SD 1.5 UNet's shapes (two images, as batched CFG makes them), timed alone.
+
+    python benchmarks/conv_times.py --threads 2 --repeats 7
+
+Each convolution runs through `sdcpp.ops.conv_2d` with float16 weights, as the UNet's; the time is the
+op's own on the device (`_testing.last_op_seconds`), without copying the arrays in and out. Prints the
+median of the repeats after the first, and the rate. Alternating runs of two builds or settings is how
+an engine patch for one shape is measured (RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+
+from sdcpp import ops
+from sdcpp._core import _testing
+
+# (plane side, input channels, output channels): SD 1.5 at 256x256 has 32x32 to 4x4 latents
+SHAPES = [(32, 320, 320), (16, 640, 640), (16, 1280, 1280), (8, 1280, 1280), (4, 1280, 1280), (4, 2560, 1280)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the CPU backend's default, 4)")
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args()
+
+    _testing.set_cpu_op_threads(a.threads)
+    rng = np.random.default_rng(0)
+    print("| convolution | ms | GFLOP/s |\n| --- | ---: | ---: |")
+    for side, cin, cout in SHAPES:
+        x = rng.standard_normal((2, cin, side, side)).astype(np.float32)
+        w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+        times = []
+        for _ in range(a.repeats):
+            ops.conv_2d(x, w, padding=1, weight_dtype="float16", method="direct", device="cpu")
+            times.append(_testing.last_op_seconds())
+        s = statistics.median(times[1:])
+        flops = 2 * 9 * cin * cout * side * side * 2
+        print(f"| 3x3, {cin} → {cout}, {side}x{side} x 2 | {s * 1e3:.1f} | {flops / s / 1e9:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
