@@ -678,3 +678,19 @@ def test_cpu_ops_run_on_the_threads_set_and_report_their_own_time() -> None:
     finally:
         _testing.set_cpu_op_threads(previous)
     assert previous == 0  # the op tests' thread splits assume the backend's default
+
+
+@pytest.mark.parametrize("keys", [2, 7, 8, 31, 33, 64, 77, 1029])
+def test_cpu_softmax_finds_the_largest_score_anywhere_in_a_row(keys) -> None:
+    # Engine patch 0073: the CPU's softmax takes each row's largest score four vectors at a time, then
+    # one value at a time. A largest score missed would overflow exp() and the row would be NaN.
+    rng = np.random.default_rng(keys)
+    q, k = rng.standard_normal((4, 16)), rng.standard_normal((keys, 16))
+    # scores of about 400, far above the others (exp() overflows past 88): in the tail, middle, head
+    k[-1], k[keys // 2], k[0] = 100 * q[0], 100 * q[1], 100 * q[2]
+    got = ops.attention(q.astype(np.float32), k.astype(np.float32), np.eye(keys, dtype=np.float32), device="cpu")
+    scores = q @ k.T / 4
+    want = np.exp(scores - scores.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    assert np.isfinite(got).all()
+    assert np.abs(got - want).max() <= 1e-5

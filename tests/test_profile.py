@@ -9,6 +9,7 @@ import pytest
 
 import sdcpp
 from sdcpp.profiling import node_flops
+from sdcpp.system import packed_cpu_product
 
 SETTINGS = dict(width=64, height=64, steps=2, cfg_scale=7.0, seed=7)
 
@@ -88,6 +89,22 @@ def test_attention_scales_its_scores_inside_the_softmax(sd15_file: Path) -> None
     assert softmaxes and not any(r["op"] == "SCALE" and tuple(r["out"]["shape"]) in scores for r in unet)
     assert all(unet[i - 1]["op"] == "MUL_MAT" and unet[i - 1]["out"]["shape"] == unet[i]["out"]["shape"]
                for i in softmaxes)
+
+
+def test_attention_heads_stay_unpadded_in_the_packed_cpu_product(sd15_file: Path) -> None:
+    """Engine patch 0074: SD 1.x's 40-wide heads were zero-padded to 48 for Q.K^T on the CPU, which
+    tinyBLAS needs; the packed product (patch 0056) takes any width where keys and queries are 64 or
+    more, so there the padding was a copy of Q and K and a fifth more multiplications."""
+    with sdcpp.Generator(sd15_file, device="cpu", flash_attn=False) as gen, sdcpp.profile_ops() as profile:
+        gen.generate("a lighthouse", **SETTINGS)
+    unet = [r for r in profile.records if r["runner"] == "unet"]
+    # Q.K^T at the 64-token level (a 64x64 image's 8x8 latent), self- and cross-attention
+    widths = {r["srcs"][0]["shape"][0] for r in unet if r["op"] == "MUL_MAT" and r["srcs"][0]["type"] == "f32"
+              and r["srcs"][1]["shape"][1] == 64 and r["srcs"][0]["shape"][1] in (64, 77)}
+    if packed_cpu_product():
+        assert widths == {40} and not any(r["op"] == "PAD" for r in unet)
+    else:
+        assert widths == {48}
 
 
 def test_flash_attention_reads_its_heads_in_place_and_keys_unpadded(sd15_file: Path) -> None:
