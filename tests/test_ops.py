@@ -519,6 +519,27 @@ def test_packed_product_keeps_float32_activations() -> None:
     assert err < 1e-6 < np.abs(rounded_b - exact).max() / np.abs(exact).max() / 10
 
 
+@pytest.mark.parametrize("a_dtype", ["float32", "float16"])
+@pytest.mark.parametrize("m, n, k", [(40, 300, 300), (16, 256, 77), (63, 1000, 513), (40, 260, 12000)])
+def test_products_with_few_rows_of_a_run_packed_through_the_transpose(a_dtype, m, n, k) -> None:
+    # Engine patch 0075: with 16 to 63 rows of a and 256 or more of b (attention's softmax.V with SD 1.x's
+    # 40-wide heads) the packed product computes the transpose, b's rows in the tile's long side, and
+    # writes it back transposed. 1000 rows of b make several blocks and a partial tile; 63 and 40 rows of a
+    # partial tiles of 12 (AVX-512) and 6; k = 513 a partial k block, 12000 a long one. As everywhere in
+    # the packed product, float16 a leaves b in float32: tinyBLAS, which ran these before, rounds b to
+    # float16 (a relative error of about 2e-4).
+    if not packed_cpu_product():
+        pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    a_stored = a.astype(np.float16) if a_dtype == "float16" else a
+    got = ops.mul_mat(a, b, a_dtype=a_dtype, device="cpu")
+    want = b.astype(np.float64) @ a_stored.astype(np.float64).T
+    assert got.shape == (n, m)
+    assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("method", ["direct", "im2col"])
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
 @pytest.mark.parametrize(
