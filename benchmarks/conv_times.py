@@ -22,16 +22,23 @@ from sdcpp._core import _testing
 SHAPES = [(32, 320, 320), (16, 640, 640), (16, 1280, 1280), (8, 1280, 1280), (4, 1280, 1280), (4, 2560, 1280)]
 
 
+def shape(text: str) -> tuple[int, int, int]:
+    side, cin, cout = (int(v) for v in text.split(":"))
+    return side, cin, cout
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: the CPU backend's default, 4)")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--shape", action="append", type=shape, dest="shapes",
+                   help="SIDE:IN:OUT, e.g. 8:2560:1280 (repeatable; default: the UNet's usual ones)")
     a = p.parse_args()
 
     _testing.set_cpu_op_threads(a.threads)
     rng = np.random.default_rng(0)
     print("| convolution | ms | GFLOP/s |\n| --- | ---: | ---: |")
-    for side, cin, cout in SHAPES:
+    for side, cin, cout in a.shapes or SHAPES:
         x = rng.standard_normal((2, cin, side, side)).astype(np.float32)
         w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
         times = []
