@@ -71,11 +71,13 @@ py::array_t<float> run(const std::string& device, const std::vector<Floats>& inp
     if (!backend) {
         throw DeviceError("device '" + device + "' failed to initialise");
     }
-    using SetThreads = void (*)(ggml_backend_t, int);
-    auto set_threads = reinterpret_cast<SetThreads>(
-        ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads"));
-    if (cpu_op_threads > 0 && set_threads) {
-        set_threads(backend.get(), cpu_op_threads);
+    if (cpu_op_threads > 0) {
+        using SetThreads = void (*)(ggml_backend_t, int);
+        auto set_threads = reinterpret_cast<SetThreads>(
+            ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(dev), "ggml_backend_set_n_threads"));
+        if (set_threads) {
+            set_threads(backend.get(), cpu_op_threads);
+        }
     }
     for (int i = 0; i < ggml_graph_n_nodes(graph); ++i) {
         ggml_tensor* node = ggml_graph_node(graph, i);

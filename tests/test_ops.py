@@ -685,9 +685,10 @@ def test_conv_2d_auto_is_the_engines_choice() -> None:
         assert not np.array_equal(runs["direct"], runs["im2col"])
 
 
-def test_cpu_ops_run_on_the_threads_set_and_report_their_own_time() -> None:
-    # benchmarks/conv_times.py times one op as a Generator runs it: on one thread per core, without
-    # the copies in and out.
+def test_cpu_op_threads_are_kept_and_give_the_same_result_with_the_op_time_reported() -> None:
+    # benchmarks/conv_times.py times one op as a Generator runs it (one thread per core), without the
+    # copies in and out. The setting round-trips; the packed product sums in one order on any number of
+    # threads, so the result does not change with it.
     x = np.random.default_rng(7).standard_normal((1, 64, 32, 32)).astype(np.float32)
     w = np.ones((64, 64, 3, 3), np.float32)
     previous = _testing.set_cpu_op_threads(1)

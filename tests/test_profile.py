@@ -77,13 +77,19 @@ def test_feed_forward_gates_with_one_geglu_node(generator: sdcpp.Generator) -> N
     assert all(2 * r["out"]["shape"][0] == r["srcs"][0]["shape"][0] for r in glus)
 
 
-def test_attention_scales_its_scores_inside_the_softmax(sd15_file: Path) -> None:
+@pytest.fixture(scope="module")
+def plain_attention_unet(sd15_file: Path) -> list[dict]:
+    """The UNet's profiled nodes of one generation with plain attention on the CPU."""
+    with sdcpp.Generator(sd15_file, device="cpu", flash_attn=False) as gen, sdcpp.profile_ops() as profile:
+        gen.generate("a lighthouse", **SETTINGS)
+    return [r for r in profile.records if r["runner"] == "unet"]
+
+
+def test_attention_scales_its_scores_inside_the_softmax(plain_attention_unet: list[dict]) -> None:
     """Engine patch 0070: plain attention (the CPU's default) scaled Q.K^T's scores by 1/sqrt(d) in a
     SCALE node, a pass over the largest tensor of the step on one CPU thread, before SOFT_MAX. The
     softmax now takes the scale, and reads the scores straight from the product."""
-    with sdcpp.Generator(sd15_file, device="cpu", flash_attn=False) as gen, sdcpp.profile_ops() as profile:
-        gen.generate("a lighthouse", **SETTINGS)
-    unet = [r for r in profile.records if r["runner"] == "unet"]
+    unet = plain_attention_unet
     softmaxes = [i for i, r in enumerate(unet) if r["op"] == "SOFT_MAX"]
     scores = {tuple(unet[i]["out"]["shape"]) for i in softmaxes}
     assert softmaxes and not any(r["op"] == "SCALE" and tuple(r["out"]["shape"]) in scores for r in unet)
@@ -91,13 +97,11 @@ def test_attention_scales_its_scores_inside_the_softmax(sd15_file: Path) -> None
                for i in softmaxes)
 
 
-def test_attention_heads_stay_unpadded_in_the_packed_cpu_product(sd15_file: Path) -> None:
+def test_attention_heads_stay_unpadded_in_the_packed_cpu_product(plain_attention_unet: list[dict]) -> None:
     """Engine patch 0074: SD 1.x's 40-wide heads were zero-padded to 48 for Q.K^T on the CPU, which
     tinyBLAS needs; the packed product (patch 0056) takes any width where keys and queries are 64 or
     more, so there the padding was a copy of Q and K and a fifth more multiplications."""
-    with sdcpp.Generator(sd15_file, device="cpu", flash_attn=False) as gen, sdcpp.profile_ops() as profile:
-        gen.generate("a lighthouse", **SETTINGS)
-    unet = [r for r in profile.records if r["runner"] == "unet"]
+    unet = plain_attention_unet
     # Q.K^T at the 64-token level (a 64x64 image's 8x8 latent), self- and cross-attention
     widths = {r["srcs"][0]["shape"][0] for r in unet if r["op"] == "MUL_MAT" and r["srcs"][0]["type"] == "f32"
               and r["srcs"][1]["shape"][1] == 64 and r["srcs"][0]["shape"][1] in (64, 77)}
