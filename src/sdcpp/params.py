@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections.abc
 import enum
+import functools
 import math
 import os
 import typing
@@ -454,6 +455,8 @@ def settings(cls: type = GenerationParams) -> tuple[Field, ...]:  # type: ignore
     return tuple(f for f in fields(cls) if f.metadata["role"] == _SETTING)
 
 
+# Cached, with _fields_of: every GenerationParams made checks all its fields (several per generate()).
+@functools.cache
 def field_type(name: str, cls: type = GenerationParams) -> tuple[Any, bool]:
     """The type of field ``name`` of ``cls`` and whether it may be None."""
     return _unwrap_optional(_hints(cls)[name])
@@ -603,6 +606,7 @@ def _hints(cls: type = GenerationParams) -> dict[str, Any]:
     return _HINTS[cls]
 
 
+@functools.cache
 def _fields_of(cls: type) -> dict[str, Field]:  # type: ignore[type-arg]
     return {f.name: f for f in fields(cls)}
 
