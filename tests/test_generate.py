@@ -161,7 +161,7 @@ def test_the_engine_logs_its_image_time_to_the_millisecond(
     generator: sdcpp.Generator, caplog: pytest.LogCaptureFixture
 ) -> None:
     # benchmarks/ measure the binding's overhead (target: under 1 %) against this line; in hundredths
-    # of a second (patches/0076-generate-time-logged-to-the-millisecond.patch) a 0.5 s image hid 2 %.
+    # of a second (patches/0076-generate-time-logged-to-the-millisecond.patch) a 0.5 s image was +-1 %.
     with caplog.at_level("INFO", logger="sdcpp"):
         start = time.perf_counter()
         generator.generate("x", seed=1, **SMALL)

@@ -455,7 +455,7 @@ def settings(cls: type = GenerationParams) -> tuple[Field, ...]:  # type: ignore
     return tuple(f for f in fields(cls) if f.metadata["role"] == _SETTING)
 
 
-# Cached, with _fields_of: every GenerationParams made checks all its fields (several per generate()).
+# Cached, as _fields_of and _hints: every GenerationParams made checks all its fields (several per generate()).
 @functools.cache
 def field_type(name: str, cls: type = GenerationParams) -> tuple[Any, bool]:
     """The type of field ``name`` of ``cls`` and whether it may be None."""
@@ -597,13 +597,9 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return kind, type(None) in args
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
+@functools.cache  # resolved on first use: the annotations are strings until then
 def _hints(cls: type = GenerationParams) -> dict[str, Any]:
-    if cls not in _HINTS:  # resolved on first use: the annotations are strings until then
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+    return typing.get_type_hints(cls)
 
 
 @functools.cache
