@@ -5,13 +5,15 @@
 Each convolution runs through `sdcpp.ops.conv_2d` with float16 weights, as the UNet's; the time is the
 op's own on the device (`_testing.last_op_seconds`), without copying the arrays in and out. Prints the
 median of the repeats after the first, and the rate. Alternating runs of two builds or settings is how
-an engine patch for one shape is measured (RESULTS.md).
+an engine patch for one shape is measured (RESULTS.md). With `--torch`, torch's float32 convolution of the
+same arrays on as many threads is timed beside it (what diffusers runs on a CPU), and the ratio printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
 
@@ -33,11 +35,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--shape", action="append", type=shape, dest="shapes",
                    help="SIDE:IN:OUT, e.g. 8:2560:1280 (repeatable; default: the UNet's usual ones)")
+    p.add_argument("--torch", action="store_true", help="time torch's float32 convolution beside it")
     a = p.parse_args()
 
     _testing.set_cpu_op_threads(a.threads)
     rng = np.random.default_rng(0)
-    print("| convolution | ms | GFLOP/s |\n| --- | ---: | ---: |")
+    peer = _torch_conv(a.threads) if a.torch else None
+    head = "| convolution | ms | GFLOP/s |" + (" torch ms | torch GFLOP/s | sdcpp / torch |" if peer else "")
+    print(head + "\n|" + " --- |" + " ---: |" * (head.count("|") - 2))
     for side, cin, cout in a.shapes or SHAPES:
         x = rng.standard_normal((2, cin, side, side)).astype(np.float32)
         w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
@@ -47,8 +52,37 @@ def main() -> None:
             times.append(_testing.last_op_seconds())
         s = statistics.median(times[1:])
         flops = 2 * 9 * cin * cout * side * side * 2
-        print(f"| 3x3, {cin} → {cout}, {side}x{side} x 2 | {s * 1e3:.1f} | {flops / s / 1e9:.0f} |")
+        line = f"| 3x3, {cin} → {cout}, {side}x{side} x 2 | {s * 1e3:.1f} | {flops / s / 1e9:.0f} |"
+        if peer:
+            t = peer(x, w, a.repeats)
+            line += f" {t * 1e3:.1f} | {flops / t / 1e9:.0f} | {s / t:.2f} |"
+        print(line)
 
+
+def _torch_conv(threads: int):
+    """A timer of torch's convolution (float32, as diffusers runs on a CPU) on `threads` threads."""
+    import torch
+
+    def run(x: np.ndarray, w: np.ndarray, repeats: int) -> float:
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        return torch_median(threads, repeats, lambda: torch.nn.functional.conv2d(tx, tw, padding=1))
+
+    return run
+
+
+def torch_median(threads: int, repeats: int, call) -> float:
+    """The median time of `call()` over the repeats after the first, torch on `threads` threads (0: its default)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
 
 if __name__ == "__main__":
     main()
