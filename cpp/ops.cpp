@@ -33,6 +33,15 @@ int cpu_op_threads = 0;
 // single-op benchmarks compare.
 double last_op_seconds = 0.0;
 
+// A count the CPU backend keeps of an engine patch's path (int64_t (void), found by name); none where
+// the backend has no such function (a build without llamafile).
+std::optional<int64_t> cpu_count(const char* name) {
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
+    using Count = int64_t (*)();
+    auto count = reg ? reinterpret_cast<Count>(ggml_backend_reg_get_proc_address(reg, name)) : nullptr;
+    return count ? std::optional<int64_t>(count()) : std::nullopt;
+}
+
 // Tensors one op's graph may hold: ggml_conv_2d of one image makes about ten per band of rows.
 constexpr size_t kMaxTensors = 4096;
 using Build  = std::function<ggml_tensor*(ggml_context*, const std::vector<ggml_tensor*>&)>;
@@ -223,15 +232,14 @@ void register_ops(py::module_& m, py::module_& testing) {
         "'flash_attn_pipelined' (0065); -1 for another kind, None without CUDA.");
     testing.def(
         "cpu_winograd_count",
-        []() -> std::optional<int64_t> {
-            ggml_backend_reg_t reg = ggml_backend_reg_by_name("CPU");
-            using Count = int64_t (*)();
-            auto count = reg ? reinterpret_cast<Count>(ggml_backend_reg_get_proc_address(reg, "ggml_cpu_winograd_conv_2d_count"))
-                             : nullptr;
-            return count ? std::optional<int64_t>(count()) : std::nullopt;
-        },
+        []() { return cpu_count("ggml_cpu_winograd_conv_2d_count"); },
         "How many CONV_2D nodes the CPU ran as Winograd's F(2x2, 3x3) (engine patch 0066); None where the "
         "CPU backend has no such count (a build without llamafile).");
+    testing.def(
+        "cpu_shared_panels_count",
+        []() { return cpu_count("ggml_cpu_shared_a_count"); },
+        "How many packed CPU products (MUL_MAT, CONV_2D) packed their A panels once for all threads in the "
+        "node's work buffer (engine patch 0077); None where the CPU backend has no such count.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {

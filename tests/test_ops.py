@@ -540,6 +540,67 @@ def test_products_with_few_rows_of_a_run_packed_through_the_transpose(a_dtype, m
     assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max()
 
 
+@pytest.mark.parametrize(
+    "op, shape",
+    [
+        ("mul_mat", (300, 400, 700)),  # m, n, k: three blocks of b; k in three runs of 256
+        ("conv_2d", (2, 64, 16, 16, 256)),  # n, c, h, w, out: two 16x16 planes in one run of rows (patch 0071)
+        ("conv_2d", (3, 32, 10, 10, 200)),  # 100-position planes: each image its own rows
+        ("conv_2d", (2, 64, 4, 4, 256)),  # planes smaller than a tile share it
+    ],
+)
+def test_packed_products_pack_a_once_for_all_threads(op, shape) -> None:
+    # Engine patch 0077: A's panels (a product's rows of a, a convolution's image taps) were packed again
+    # for every block of b, or by every thread; now the threads pack them once, together, into the node's
+    # work buffer, each thread some values of k of some blocks, and the products read them from there.
+    # Each output's sum keeps its order, so any number of threads gives the same values.
+    if not packed_cpu_product():
+        pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
+    rng = np.random.default_rng(12)
+    if op == "mul_mat":
+        m, n, k = shape
+        a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((n, k)).astype(np.float32)
+        run = functools.partial(ops.mul_mat, a, b, a_dtype="float16", device="cpu")
+        want = b.astype(np.float64) @ a.astype(np.float16).astype(np.float64).T
+    else:
+        x, weight = conv_inputs(12, *shape, 3, "float16")
+        run = functools.partial(ops.conv_2d, x, weight, padding=1, weight_dtype="float16", method="direct", device="cpu")
+        want = conv_2d_reference(x, weight, 1, 1)
+    results = []
+    previous = _testing.set_cpu_op_threads(1)
+    try:
+        for threads in (1, 3):
+            _testing.set_cpu_op_threads(threads)
+            before = _testing.cpu_shared_panels_count()
+            results.append(run())
+            assert _testing.cpu_shared_panels_count() == before + 1
+    finally:
+        _testing.set_cpu_op_threads(previous)
+    assert np.abs(results[0] - want).max() <= 1e-5 * np.abs(want).max()
+    assert np.array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("m, shared", [(4000, True), (4100, False)])
+def test_a_panels_past_64_mib_are_packed_block_by_block(m, shared) -> None:
+    # Engine patch 0077 packs A once only where all of its panels fit in 64 MiB of the work buffer (the
+    # CPU backend keeps that buffer as long as its graphs): 21 blocks of 192 rows by k = 4100 do (63 MiB),
+    # 22 do not (66 MiB), and the product then packs them for each block of b, as before.
+    if not packed_cpu_product():
+        pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
+    rng = np.random.default_rng(13)
+    a, b = rng.standard_normal((m, 4100)).astype(np.float32), rng.standard_normal((200, 4100)).astype(np.float32)
+    previous = _testing.set_cpu_op_threads(2)
+    try:
+        before = _testing.cpu_shared_panels_count()
+        got = ops.mul_mat(a, b, device="cpu")
+        assert _testing.cpu_shared_panels_count() == before + shared
+    finally:
+        _testing.set_cpu_op_threads(previous)
+    rows = rng.choice(m, 64, replace=False)
+    want = b.astype(np.float64) @ a[rows].astype(np.float64).T
+    assert np.abs(got[:, rows] - want).max() <= 1e-5 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("method", ["direct", "im2col"])
 @pytest.mark.parametrize("weight_dtype", ["float32", "float16"])
 @pytest.mark.parametrize(
