@@ -6,10 +6,11 @@
 #                                                cpu16-sd15-256 | cpu2-sd15-256 | cpu16-sdxl-512 | profile-cpu16 |
 #                                                overhead-sd15-512 | cpu-scaling
 # final-*: sdcpp at its defaults against diffusers, eight images each (the before/after table);
-# result files are named with the date, and only .json and .md come back (a call returns eight files).
+# result files are named with the date (or $TAG), and only .json and .md come back (a call returns eight files).
 # overhead-*: sdcpp alone, its generate() against the engine's own time, ten images.
 # cpu*: the host's CPU, all its cores (each tool's default threads) or two (taskset -c 0,1); cpu-scaling: the
-# UNet's convolutions alone at 1 to 16 threads (how far each shape scales with threads).
+# UNet's convolutions and linear layers alone at 1 to 16 threads, torch's beside them (how far each shape
+# scales with threads, against the peer).
 # Wheels and the engine archive travel in .device/. The build folder is kept while the machine stays
 # warm, so a second call skips the build. Results are copied to $OUT.
 set -uo pipefail
@@ -34,9 +35,10 @@ compare() {  # family size steps name
 }
 final() {  # device family size steps name [taskset cpus]
   local pin=(); [ -n "${6:-}" ] && pin=(taskset -c "$6")
+  local name=$5-${TAG:-$(date +%F)}
   "${pin[@]}" python3 benchmarks/compare.py --device $1 --family $2 --size $3 --steps $4 --runs ${RUNS:-8} \
-    --only sdcpp,diffusers --name $5-$(date +%F) 2>&1 | tail -12
-  cp -f benchmarks/results/$5-$(date +%F).json benchmarks/results/$5-$(date +%F).md "$OUT"/
+    --only sdcpp,diffusers --name $name 2>&1 | tail -12
+  cp -f benchmarks/results/$name.json benchmarks/results/$name.md "$OUT"/
 }
 for case in "$@"; do
   echo "== $case"
@@ -65,8 +67,8 @@ for case in "$@"; do
     cpu16-sd15-256) RUNS=3 final cpu sd15 256 4 sd15-cpu-256-xeon-16t ;;
     cpu2-sd15-256) RUNS=2 final cpu sd15 256 4 sd15-cpu-256-xeon-2t 0,1 ;;
     cpu16-sdxl-512) RUNS=2 final cpu sdxl 512 4 sdxl-cpu-512-xeon-16t ;;
-    cpu-scaling) for t in 1 2 4 8 16; do echo "threads $t"; python3 benchmarks/conv_times.py --threads $t --repeats 5; done 2>&1 | \
-        tee "$OUT/conv-scaling-xeon-$(date +%F).txt" ;;
+    cpu-scaling) for t in 1 2 4 8 16; do echo "== threads $t"; python3 benchmarks/conv_times.py --threads $t --repeats 4 --torch
+        python3 -m benchmarks.linear_times --threads $t --repeats 4 --torch; done 2>&1 | tee "$OUT/scaling-xeon-$(date +%F).txt" ;;
     profile-cpu16) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sd15.safetensors --device cpu --size 256 \
         --steps 2 --json "$OUT/profile-sd15-cpu-256-xeon-16t.json" > "$OUT/profile-sd15-cpu-256-xeon-16t.txt" 2>&1; head -40 "$OUT/profile-sd15-cpu-256-xeon-16t.txt" ;;
     wan) python3 benchmarks/wan_video.py --device cuda --width 832 --height 480 --frames 33 --steps 20 --runs 2 2>&1 | \
