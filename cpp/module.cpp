@@ -9,7 +9,7 @@ PYBIND11_MODULE(_core, m) {
     sdcpp::register_errors(m);
     sdcpp::register_callbacks(m);
     sdcpp::register_names(m, testing);
-    sdcpp::register_system(m);
+    sdcpp::register_system(m, testing);
     sdcpp::register_images(m, testing);
     sdcpp::register_params(m, testing);
     sdcpp::register_context(m, testing);

@@ -15,7 +15,7 @@ void check_cpu();
 void register_errors(py::module_& m);
 void register_callbacks(py::module_& m);
 void register_names(py::module_& m, py::module_& testing);
-void register_system(py::module_& m);
+void register_system(py::module_& m, py::module_& testing);
 void register_images(py::module_& m, py::module_& testing);
 void register_params(py::module_& m, py::module_& testing);
 void register_context(py::module_& m, py::module_& testing);

@@ -1,5 +1,10 @@
 // What this build is and what it can see: versions, compiled backends, devices, CPU features.
+#include <pybind11/stl.h>
 #include <pybind11/typing.h>
+
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "ggml-backend.h"
 #include "ggml.h"
@@ -81,7 +86,7 @@ py::dict cpu_features() {
 
 }  // namespace
 
-void register_system(py::module_& m) {
+void register_system(py::module_& m, py::module_& testing) {
     m.def("system_info", []() -> py::typing::Dict<py::str, py::object> {
         py::dict engine;
         engine["version"]      = sd_version();
@@ -98,6 +103,15 @@ void register_system(py::module_& m) {
         info["physical_cores"] = sd_get_num_physical_cores();
         return info;
     }, "Versions, compiled backends, devices and CPU features of this build, as plain data.");
+    testing.def(
+        "count_cores_in",
+        [](const std::string& cpu_dir, std::optional<std::vector<int32_t>> cpus) {
+            return cpus ? sd_count_cores_in(cpu_dir.c_str(), cpus->data(), static_cast<int32_t>(cpus->size()))
+                        : sd_count_cores_in(cpu_dir.c_str(), nullptr, -1);
+        },
+        py::arg("cpu_dir"), py::arg("cpus") = py::none(),
+        "The cores of the CPUs listed (all of cpu0, cpu1, ... when None) by their thread siblings under "
+        "cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).");
 }
 
 }  // namespace sdcpp

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sdcpp
 from sdcpp import _metal
+from sdcpp._core import _testing
 from sdcpp.devices import probe_device, resolve_device
 
 
@@ -27,6 +29,50 @@ def test_system_info_lists_the_cpu_backend_and_device() -> None:
     assert info["engine"]["commit"] == "unknown"
     assert info["physical_cores"] >= 1
     assert all(isinstance(v, str) for v in info["cpu_features"].values())
+
+
+def _sysfs(root: Path, masks: list[str]) -> str:
+    """A /sys/devices/system/cpu layout: cpuN/topology/thread_siblings holding masks[N]."""
+    for cpu, mask in enumerate(masks):
+        topology = root / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings").write_text(mask + "\n")
+    return str(root)
+
+
+NO_SMT = [f"{1 << cpu:04x}" for cpu in range(16)]  # 16 cores, one thread each: the H200 host's VM
+SMT = [f"{(1 << cpu % 4) * 0x11:02x}" for cpu in range(8)]  # 4 cores, cpuN and cpuN+4 on one
+
+
+@pytest.mark.parametrize(
+    "masks, cpus, cores",
+    [
+        (NO_SMT, None, 16),  # the engine took half the CPUs above 4 here: 8
+        (SMT, None, 4),
+        (NO_SMT, [0, 1], 2),  # a process allowed two CPUs (taskset, a container's cpuset): 8 before
+        (SMT, [1, 5], 1),  # both threads of one core
+        (NO_SMT, [0, 1, 40], 2),  # an allowed CPU without a sysfs entry is not counted
+    ],
+)
+def test_physical_cores_count_the_cores_of_the_allowed_cpus(tmp_path: Path, masks, cpus, cores) -> None:
+    # Engine patch 0078: the engine read /sys/devices/system/cpu0/... (no such file), so it always fell
+    # back to half the CPUs above 4, all of them at 4 or fewer, whatever the CPUs allowed to the process.
+    assert _testing.count_cores_in(_sysfs(tmp_path, masks), cpus) == cores
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sysfs and CPU affinity are Linux's")
+def test_physical_cores_are_those_of_the_cpus_this_process_may_run_on() -> None:
+    # The default thread count of a Generator: a process restricted to one CPU gets one thread.
+    root = Path("/sys/devices/system/cpu")
+    if not (root / "cpu0" / "topology" / "thread_siblings").exists():
+        pytest.skip("this system shows no CPU topology in sysfs (the engine then counts the CPUs)")
+    allowed = os.sched_getaffinity(0)
+    masks = {(root / f"cpu{c}/topology/thread_siblings").read_text() for c in allowed}
+    assert sdcpp.system_info()["physical_cores"] == len(masks)
+    one = min(allowed)
+    code = f"import os; os.sched_setaffinity(0, {{{one}}}); import sdcpp; print(sdcpp.system_info()['physical_cores'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[-1] == "1"
 
 
 def test_device_names_resolve_to_ggml_devices() -> None:

@@ -7,9 +7,13 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads']
+__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
+def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None) -> int:
+    """
+    The cores of the CPUs listed (all of cpu0, cpu1, ... when None) by their thread siblings under cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).
+    """
 def cpu_shared_panels_count() -> int | None:
     """
     How many packed CPU products (MUL_MAT, CONV_2D) packed their A panels once for all threads in the node's work buffer (engine patch 0077); None where the CPU backend has no such count.
