@@ -583,8 +583,8 @@ def test_packed_products_pack_a_once_for_all_threads(op, shape) -> None:
 @pytest.mark.parametrize("m, shared", [(4000, True), (4100, False)])
 def test_a_panels_past_64_mib_are_packed_block_by_block(m, shared) -> None:
     # Engine patch 0077 packs A once only where all of its panels fit in 64 MiB of the work buffer (the
-    # CPU backend keeps that buffer as long as its graphs): 21 blocks of 192 rows by k = 4100 do (63 MiB),
-    # 22 do not (66 MiB), and the product then packs them for each block of b, as before.
+    # CPU backend keeps that buffer as long as its graphs): 4000 rows by k = 4100 do (62.6 MiB), 4100
+    # rows (4128 in whole tiles, 64.6 MiB) do not, and the product then packs them for each block of b.
     if not packed_cpu_product():
         pytest.skip("this build's CPU backend has no packed product (a build without AVX2, or not for x86)")
     rng = np.random.default_rng(13)
