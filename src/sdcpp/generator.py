@@ -97,7 +97,7 @@ class Generator:
             a :class:`DeviceFallbackWarning`), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"metal"``,
             or a ggml device name; a device named here runs the model or raises DeviceError.
             ``Generator.device`` says which device was taken.
-        threads: CPU threads; ``None`` is one per physical core.
+        threads: CPU threads; ``None`` is one per physical core the process may run on (its CPU affinity).
         rng: the engine's noise generator: ``"cuda"`` (the engine's default, the same noise on
             every device), ``"cpu"`` (the noise of torch's CPU generator) or ``"std_default"``.
         flash_attn: flash attention in the diffusion model: less memory; ``None`` turns it on

@@ -43,7 +43,7 @@ class Upscaler:
     Args:
         model: the model file (``.safetensors``, ``.pth``, ``.gguf``).
         device: as for :class:`Generator`: ``"auto"``, ``"cpu"``, ``"cuda:1"``, ...
-        threads: CPU threads; ``None`` is one per physical core.
+        threads: CPU threads; ``None`` is one per physical core the process may run on (its CPU affinity).
         tile_size: the model runs on overlapping tiles of this many pixels of the input (16 to 1024):
             larger tiles need more memory, and the seams between tiles are blended.
         name: the engine's log lines for this Upscaler go to the logger ``sdcpp.<name>`` (default:
