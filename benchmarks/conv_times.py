@@ -40,8 +40,7 @@ def main() -> None:
 
     _testing.set_cpu_op_threads(a.threads)
     rng = np.random.default_rng(0)
-    peer = _torch_conv(a.threads) if a.torch else None
-    head = "| convolution | ms | GFLOP/s |" + (" torch ms | torch GFLOP/s | sdcpp / torch |" if peer else "")
+    head = "| convolution | ms | GFLOP/s |" + (" torch ms | torch GFLOP/s | sdcpp / torch |" if a.torch else "")
     print(head + "\n|" + " --- |" + " ---: |" * (head.count("|") - 2))
     for side, cin, cout in a.shapes or SHAPES:
         x = rng.standard_normal((2, cin, side, side)).astype(np.float32)
@@ -53,21 +52,13 @@ def main() -> None:
         s = statistics.median(times[1:])
         flops = 2 * 9 * cin * cout * side * side * 2
         line = f"| 3x3, {cin} → {cout}, {side}x{side} x 2 | {s * 1e3:.1f} | {flops / s / 1e9:.0f} |"
-        if peer:
-            t = peer(x, w, a.repeats)
+        if a.torch:
+            import torch
+
+            tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+            t = torch_median(a.threads, a.repeats, lambda: torch.nn.functional.conv2d(tx, tw, padding=1))
             line += f" {t * 1e3:.1f} | {flops / t / 1e9:.0f} | {s / t:.2f} |"
         print(line)
-
-
-def _torch_conv(threads: int):
-    """A timer of torch's convolution (float32, as diffusers runs on a CPU) on `threads` threads."""
-    import torch
-
-    def run(x: np.ndarray, w: np.ndarray, repeats: int) -> float:
-        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
-        return torch_median(threads, repeats, lambda: torch.nn.functional.conv2d(tx, tw, padding=1))
-
-    return run
 
 
 def torch_median(threads: int, repeats: int, call) -> float:
@@ -83,6 +74,7 @@ def torch_median(threads: int, repeats: int, call) -> float:
             call()
             times.append(time.perf_counter() - start)
     return statistics.median(times[1:])
+
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,6 @@
 #include <pybind11/stl.h>
 #include <pybind11/typing.h>
 
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,13 +104,12 @@ void register_system(py::module_& m, py::module_& testing) {
     }, "Versions, compiled backends, devices and CPU features of this build, as plain data.");
     testing.def(
         "count_cores_in",
-        [](const std::string& cpu_dir, std::optional<std::vector<int32_t>> cpus) {
-            return cpus ? sd_count_cores_in(cpu_dir.c_str(), cpus->data(), static_cast<int32_t>(cpus->size()))
-                        : sd_count_cores_in(cpu_dir.c_str(), nullptr, -1);
+        [](const std::string& cpu_dir, const std::vector<int32_t>& cpus) {
+            return sd_count_cores_in(cpu_dir.c_str(), cpus.data(), static_cast<int32_t>(cpus.size()));
         },
-        py::arg("cpu_dir"), py::arg("cpus") = py::none(),
-        "The cores of the CPUs listed (all of cpu0, cpu1, ... when None) by their thread siblings under "
-        "cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).");
+        py::arg("cpu_dir"), py::arg("cpus"),
+        "The cores of the CPUs listed, by their thread siblings under cpu_dir, laid out as "
+        "/sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).");
 }
 
 }  // namespace sdcpp

@@ -47,8 +47,8 @@ SMT = [f"{(1 << cpu % 4) * 0x11:02x}" for cpu in range(8)]  # 4 cores, cpuN and 
 @pytest.mark.parametrize(
     "masks, cpus, cores",
     [
-        (NO_SMT, None, 16),  # the engine took half the CPUs above 4 here: 8
-        (SMT, None, 4),
+        (NO_SMT, range(16), 16),  # the engine took half the CPUs above 4 here: 8
+        (SMT, range(8), 4),
         (NO_SMT, [0, 1], 2),  # a process allowed two CPUs (taskset, a container's cpuset): 8 before
         (SMT, [1, 5], 1),  # both threads of one core
         (NO_SMT, [0, 1, 40], 2),  # an allowed CPU without a sysfs entry is not counted
@@ -57,7 +57,7 @@ SMT = [f"{(1 << cpu % 4) * 0x11:02x}" for cpu in range(8)]  # 4 cores, cpuN and 
 def test_physical_cores_count_the_cores_of_the_allowed_cpus(tmp_path: Path, masks, cpus, cores) -> None:
     # Engine patch 0078: the engine read /sys/devices/system/cpu0/... (no such file), so it always fell
     # back to half the CPUs above 4, all of them at 4 or fewer, whatever the CPUs allowed to the process.
-    assert _testing.count_cores_in(_sysfs(tmp_path, masks), cpus) == cores
+    assert _testing.count_cores_in(_sysfs(tmp_path, masks), list(cpus)) == cores
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sysfs and CPU affinity are Linux's")

@@ -10,9 +10,9 @@ import typing
 __all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
-def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex] | None = None) -> int:
+def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
     """
-    The cores of the CPUs listed (all of cpu0, cpu1, ... when None) by their thread siblings under cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).
+    The cores of the CPUs listed, by their thread siblings under cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).
     """
 def cpu_shared_panels_count() -> int | None:
     """
