@@ -3,8 +3,9 @@
     python benchmarks/conv_times.py --threads 2 --repeats 7
 
 Each convolution runs through `sdcpp.ops.conv_2d` with float16 weights, as the UNet's; the time is the
-op's own on the device (`_testing.last_op_seconds`), without copying the arrays in and out. Prints the
-median of the repeats after the first, and the rate. Alternating runs of two builds or settings is how
+op's own on the device (`_testing.last_op_seconds`), without copying the arrays in and out, after an
+untimed run on the same backend (`_testing.set_op_warmups`: its work buffer touched, as in a Generator).
+Prints the median of the repeats after the first, and the rate. Alternating runs of two builds or settings is how
 an engine patch for one shape is measured (RESULTS.md). With `--torch`, torch's float32 convolution of the
 same arrays on as many threads is timed beside it (what diffusers runs on a CPU), and the ratio printed.
 """
@@ -39,6 +40,7 @@ def main() -> None:
     a = p.parse_args()
 
     _testing.set_cpu_op_threads(a.threads)
+    _testing.set_op_warmups(1)
     rng = np.random.default_rng(0)
     head = "| convolution | ms | GFLOP/s |" + (" torch ms | torch GFLOP/s | sdcpp / torch |" if a.torch else "")
     print(head + "\n|" + " --- |" + " ---: |" * (head.count("|") - 2))

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads']
+__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
 def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
@@ -85,4 +85,8 @@ def set_conv_2d_max_cols_bytes(bytes: typing.SupportsInt | typing.SupportsIndex)
 def set_cpu_op_threads(threads: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Threads of the CPU backend sdcpp.ops runs on (0: its default, 4); returns the previous setting.
+    """
+def set_op_warmups(runs: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    Untimed runs of each sdcpp.ops graph before the timed one, on the same backend, so that its work buffer is already touched as in a Generator (for ops that do not write their inputs); returns the previous setting.
     """
