@@ -278,6 +278,19 @@ void register_ops(py::module_& m, py::module_& testing) {
         "Untimed runs of each sdcpp.ops graph before the timed one, on the same backend, so that its work "
         "buffer is already touched as in a Generator (for ops that do not write their inputs); returns the "
         "previous setting.");
+    testing.def(
+        "op_scale",
+        [](const Floats& x, float factor, const std::string& device) {
+            return run(device, {x}, [=](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_scale(c, in[0], factor);
+            });
+        },
+        py::arg("x"), py::arg("factor"), py::arg("device"), "x * factor as one SCALE node.");
+    testing.def(
+        "cpu_parallel_scale_count",
+        []() { return cpu_count("ggml_cpu_parallel_scale_count"); },
+        "How many SCALE nodes the CPU ran on more than one thread (engine patch 0079); None where the CPU "
+        "backend has no such count.");
     testing.def("set_conv_2d_max_cols_bytes", &ggml_conv_2d_set_max_cols_bytes, py::arg("bytes"),
                 "Bound on the im2col matrix ggml_conv_2d makes at once for one image (engine patch 0059); "
                 "returns the previous bound.");

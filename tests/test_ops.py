@@ -763,6 +763,25 @@ def test_cpu_op_threads_are_kept_and_give_the_same_result_with_the_op_time_repor
     assert previous == 0  # the op tests' thread splits assume the backend's default
 
 
+def test_cpu_scale_runs_on_every_thread() -> None:
+    # Engine patch 0079: ggml ran SCALE on one thread. SDXL's VAE scales the input and output of each of
+    # its convolutions (its Conv2D scale against float16 overflow): at 512x512 those nodes took 1.85 s of
+    # an 8.5 s decode on 2 Zen 5 threads. The rows are now split over the threads; each value is one product.
+    x = np.random.default_rng(17).standard_normal((3, 37, 100)).astype(np.float32)
+    threads = _testing.set_cpu_op_threads(1)
+    try:
+        before = _testing.cpu_parallel_scale_count()
+        one = _testing.op_scale(x, 0.031, "CPU")
+        assert _testing.cpu_parallel_scale_count() == before
+        _testing.set_cpu_op_threads(3)
+        three = _testing.op_scale(x, 0.031, "CPU")
+        assert _testing.cpu_parallel_scale_count() == before + 1
+    finally:
+        _testing.set_cpu_op_threads(threads)
+    np.testing.assert_array_equal(one, x * np.float32(0.031))
+    np.testing.assert_array_equal(three, one)
+
+
 def test_op_warmups_run_the_graph_untimed_first_with_the_same_result() -> None:
     # The single-op benchmarks time an op after an untimed run on the same backend: each call makes a new
     # backend, and the first touch of its work buffer (52 MB of A panels for SDXL's GEGLU input) was timed
