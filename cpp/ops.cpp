@@ -250,6 +250,11 @@ void register_ops(py::module_& m, py::module_& testing) {
         []() { return cpu_count("ggml_cpu_shared_a_count"); },
         "How many packed CPU products (MUL_MAT, CONV_2D) packed their A panels once for all threads in the "
         "node's work buffer (engine patch 0077); None where the CPU backend has no such count.");
+    testing.def(
+        "cpu_batched_products_count",
+        []() { return cpu_count("ggml_cpu_batched_count"); },
+        "How many batched packed CPU products (attention's, one per head) ran each batch's product on one "
+        "thread (engine patch 0080); None where the CPU backend has no such count.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {

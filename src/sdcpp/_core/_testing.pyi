@@ -7,12 +7,16 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_scale', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
+__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_batched_products_count', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_scale', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
 def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
     """
     The cores of the CPUs listed, by their thread siblings under cpu_dir, laid out as /sys/devices/system/cpu is: what physical_cores counts (engine patch 0078).
+    """
+def cpu_batched_products_count() -> int | None:
+    """
+    How many batched packed CPU products (attention's, one per head) ran each batch's product on one thread (engine patch 0080); None where the CPU backend has no such count.
     """
 def cpu_parallel_scale_count() -> int | None:
     """
