@@ -4,7 +4,7 @@
 #                                                profile-sd15 | profile-sdxl | quant-sd15 | quant-sdxl | wan |
 #                                                final-sd15-512 | final-sdxl-1024 | final-sdxl-512-50 |
 #                                                cpu16-sd15-256 | cpu2-sd15-256 | cpu16-sdxl-512 | profile-cpu16 |
-#                                                overhead-sd15-512 | cpu-scaling
+#                                                overhead-sd15-512 | cpu-scaling | profile-cpu16-sdxl
 # final-*: sdcpp at its defaults against diffusers, eight images each (the before/after table);
 # result files are named with the date (or $TAG), and only .json and .md come back (a call returns eight files).
 # overhead-*: sdcpp alone, its generate() against the engine's own time, ten images.
@@ -67,15 +67,21 @@ for case in "$@"; do
     final-sdxl-512-50) RUNS=5 final cuda sdxl 512 50 sdxl-cuda-512-50 ;;
     overhead-sd15-512) python3 benchmarks/compare.py --device cuda --family sd15 --size 512 --steps 20 --runs 10 \
         --only sdcpp --name sd15-cuda-512-overhead-$(date +%F) 2>&1 | tail -4; cp -f benchmarks/results/sd15-cuda-512-overhead-$(date +%F).* "$OUT"/ ;;
-    cpu16-sd15-256) RUNS=3 final cpu sd15 256 4 sd15-cpu-256-xeon-16t ;;
+    cpu16-sd15-256) RUNS=${RUNS:-3} final cpu sd15 256 4 sd15-cpu-256-xeon-16t ;;
     cpu2-sd15-256) RUNS=2 final cpu sd15 256 4 sd15-cpu-256-xeon-2t 0,1 ;;
-    cpu16-sdxl-512) RUNS=2 final cpu sdxl 512 4 sdxl-cpu-512-xeon-16t ;;
+    cpu16-sdxl-512) RUNS=${RUNS:-2} final cpu sdxl 512 4 sdxl-cpu-512-xeon-16t ;;
     cpu-scaling) for t in 1 2 4 8 16; do echo "== threads $t"; python3 benchmarks/conv_times.py --threads $t --repeats 4 --torch
         python3 -m benchmarks.linear_times --threads $t --repeats 4 --torch; done 2>&1 | tee "$OUT/scaling-xeon-$(date +%F).txt" ;;
     profile-cpu16) python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sd15.safetensors --device cpu --size 256 \
         --steps 2 --json "$OUT/profile-sd15-cpu-256-xeon-16t.json" > "$OUT/profile-sd15-cpu-256-xeon-16t.txt" 2>&1; head -40 "$OUT/profile-sd15-cpu-256-xeon-16t.txt" ;;
+    profile-cpu16-sdxl) python3 -c 'from pathlib import Path; from benchmarks.compare import make_models; make_models("sdxl", Path("/tmp/sdcpp-bench-models"))' && \
+        python3 benchmarks/profile_ops.py /tmp/sdcpp-bench-models/sdxl.safetensors --device cpu --size 512 --steps 1 \
+        --json "$OUT/profile-sdxl-cpu-512-xeon-16t.json" > "$OUT/profile-sdxl-cpu-512-xeon-16t.txt" 2>&1
+        python3 benchmarks/profile_shapes.py "$OUT/profile-sdxl-cpu-512-xeon-16t.json" --limit 30 >> "$OUT/profile-sdxl-cpu-512-xeon-16t.txt"
+        python3 benchmarks/torch_profile.py /tmp/sdcpp-bench-models/sdxl-diffusers --family sdxl --size 512 --limit 30 \
+        2>&1 | grep -v USDT > "$OUT/torch-profile-sdxl-cpu-512-xeon-16t.txt"; head -30 "$OUT"/*profile-sdxl*.txt ;;
     wan) python3 benchmarks/wan_video.py --device cuda --width 832 --height 480 --frames 33 --steps 20 --runs 2 2>&1 | \
         tee "$OUT/wan-cuda-832x480x33.txt" ;;
   esac
-  case $case in final-*|cpu*|overhead-*|profile-cpu16) ;; *) cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null ;; esac
+  case $case in sd15-512|sdxl-1024|sdxl-512-50|rounding|profile-sd15|profile-sdxl) cp -f benchmarks/results/*cfg-* "$OUT"/ 2>/dev/null ;; esac
 done
