@@ -255,6 +255,22 @@ void register_ops(py::module_& m, py::module_& testing) {
         []() { return cpu_count("ggml_cpu_batched_count"); },
         "How many batched packed CPU products (attention's, one per head) ran each batch's product on one "
         "thread (engine patch 0080); None where the CPU backend has no such count.");
+    testing.def(
+        "op_transpose",
+        [](const Floats& x, bool f16, const std::string& device) {
+            auto build = [f16](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                ggml_tensor* t = ggml_cont(c, ggml_transpose(c, in[0]));
+                return f16 ? ggml_cast(c, t, GGML_TYPE_F32) : t;
+            };
+            return run(device, {x}, build, {f16 ? GGML_TYPE_F16 : GGML_TYPE_F32});
+        },
+        py::arg("x"), py::arg("f16"), py::arg("device"),
+        "x with its last two axes swapped, as one CONT of a transposed view (of x stored as float16 when f16).");
+    testing.def(
+        "cpu_typed_strided_copy_count",
+        []() { return cpu_count("ggml_cpu_typed_strided_copy_count"); },
+        "How many CPU copies from a source strided in its first dimension (a transpose) copied 2- or 4-byte "
+        "elements as such (engine patch 0081); None where the CPU backend has no such count.");
     m.def(
         "op_conv_2d",
         [](const Floats& x, const Floats& w, int stride, int padding, bool w_f16, bool direct, const std::string& device) {

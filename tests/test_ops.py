@@ -783,34 +783,55 @@ def test_cpu_scale_runs_on_every_thread() -> None:
 
 
 @pytest.mark.parametrize(
-    "batches, m, n, k",
-    [(40, 256, 256, 64), (40, 64, 256, 256), (6, 77, 300, 64), (6, 40, 300, 77), (2, 500, 700, 96)],
-    ids=["sdxl-q-k", "sdxl-softmax-v", "cross-q-k", "sd1-softmax-v-transposed", "few-batches-split"],
+    "a_batches, b_batches, m, n, k",
+    [((40,), (40,), 256, 256, 64), ((40,), (40,), 64, 256, 256), ((6,), (6,), 77, 300, 64),
+     ((6,), (6,), 40, 300, 77), ((2,), (2,), 500, 700, 96), ((1, 2), (3, 2), 80, 100, 64)],
+    ids=["sdxl-q-k", "sdxl-softmax-v", "cross-q-k", "sd1-softmax-v-transposed", "few-batches-split", "4d-a-repeated"],
 )
-def test_cpu_batched_products_run_each_batch_on_one_thread(batches, m, n, k) -> None:
+def test_cpu_batched_products_run_each_batch_on_one_thread(a_batches, b_batches, m, n, k) -> None:
     # Engine patch 0080: attention's products, one per head and image, were each split over all the threads
-    # with two barriers: on a 16-core Xeon SDXL's took 1.0 s of a 5.0 s UNet evaluation at 86-112 GFLOP/s.
+    # with two barriers: on a 16-core Xeon SDXL's took 1.0 s of a 5.0 s UNet evaluation at 77-104 GFLOP/s.
     # Each batch's product (or a piece of its rows) is now one thread's job, summed as before: the result
     # is the same as each batch's product alone, on any number of threads.
     if not packed_cpu_product():
         pytest.skip("the packed product is x86 with AVX2 only (engine patch 0056)")
-    rng = np.random.default_rng(batches * m)
-    a = rng.standard_normal((batches, m, k)).astype(np.float32)
-    b = rng.standard_normal((batches, n, k)).astype(np.float32)
+    rng = np.random.default_rng(m * n)
+    a = rng.standard_normal((*a_batches, m, k)).astype(np.float32)
+    b = rng.standard_normal((*b_batches, n, k)).astype(np.float32)
+    a_each = np.broadcast_to(a, (*b_batches, m, k)).reshape(-1, m, k)  # ggml repeats A over B's batches
     threads = _testing.set_cpu_op_threads(1)
     try:
-        alone = np.stack([_core.op_mul_mat(a[i], b[i], False, "CPU") for i in range(batches)])
+        alone = np.stack([_core.op_mul_mat(x, y, False, "CPU") for x, y in zip(a_each, b.reshape(-1, n, k))])
         results = []
         for count in (1, 3):
             _testing.set_cpu_op_threads(count)
             before = _testing.cpu_batched_products_count()
-            results.append(_core.op_mul_mat(a, b, False, "CPU"))
+            results.append(_core.op_mul_mat(a, b, False, "CPU").reshape(-1, n, m))
             assert _testing.cpu_batched_products_count() == before + 1
     finally:
         _testing.set_cpu_op_threads(threads)
     for got in results:
         np.testing.assert_array_equal(got, alone)
-    np.testing.assert_allclose(alone, b @ a.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(alone, b.reshape(-1, n, k) @ a_each.transpose(0, 2, 1), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("f16", [False, True], ids=["float32", "float16"])
+def test_cpu_transposed_copies_move_typed_elements(f16) -> None:
+    # Engine patch 0081: a CONT whose source is strided in its first dimension (attention's V, transposed for
+    # softmax.V) copied each element with a memcpy call of run-time size: 3-6 GB/s on 2 Zen 5 threads. 2- and
+    # 4-byte elements are now copied as such; the copy must still be exact, on any number of threads.
+    x = np.random.default_rng(5).standard_normal((2, 3, 77, 40)).astype(np.float32)
+    expected = x.swapaxes(-1, -2).astype(np.float16 if f16 else np.float32).astype(np.float32)
+    threads = _testing.set_cpu_op_threads(1)
+    try:
+        for count in (1, 3):
+            _testing.set_cpu_op_threads(count)
+            before = _testing.cpu_typed_strided_copy_count()
+            got = _testing.op_transpose(x, f16, "CPU")
+            assert _testing.cpu_typed_strided_copy_count() == before + 1
+            np.testing.assert_array_equal(got, expected)
+    finally:
+        _testing.set_cpu_op_threads(threads)
 
 
 def test_op_warmups_run_the_graph_untimed_first_with_the_same_result() -> None:

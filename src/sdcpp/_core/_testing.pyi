@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_batched_products_count', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_scale', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
+__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_batched_products_count', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_typed_strided_copy_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_scale', 'op_transpose', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
 def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
@@ -25,6 +25,10 @@ def cpu_parallel_scale_count() -> int | None:
 def cpu_shared_panels_count() -> int | None:
     """
     How many packed CPU products (MUL_MAT, CONV_2D) packed their A panels once for all threads in the node's work buffer (engine patch 0077); None where the CPU backend has no such count.
+    """
+def cpu_typed_strided_copy_count() -> int | None:
+    """
+    How many CPU copies from a source strided in its first dimension (a transpose) copied 2- or 4-byte elements as such (engine patch 0081); None where the CPU backend has no such count.
     """
 def cpu_winograd_count() -> int | None:
     """
@@ -77,6 +81,10 @@ def lora_apply_modes() -> list[str]:
 def op_scale(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], factor: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
     x * factor as one SCALE node.
+    """
+def op_transpose(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], f16: bool, device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x with its last two axes swapped, as one CONT of a transposed view (of x stored as float16 when f16).
     """
 def refuse_op(op: str | None) -> None:
     """
