@@ -267,6 +267,16 @@ void register_ops(py::module_& m, py::module_& testing) {
         py::arg("x"), py::arg("f16"), py::arg("device"),
         "x with its last two axes swapped, as one CONT of a transposed view (of x stored as float16 when f16).");
     testing.def(
+        "op_geglu",
+        [](const Floats& x, const std::string& device) {
+            return run(device, {x}, [](ggml_context* c, const std::vector<ggml_tensor*>& in) {
+                return ggml_geglu_swapped(c, in[0]);
+            });
+        },
+        py::arg("x"), py::arg("device"),
+        "x[..., :d] * gelu(x[..., d:]) for x (..., 2d), as the engine's GEGLU runs it (one GEGLU node, the gate "
+        "in the second half: ggml_geglu_swapped).");
+    testing.def(
         "cpu_typed_strided_copy_count",
         []() { return cpu_count("ggml_cpu_typed_strided_copy_count"); },
         "How many CPU copies from a source strided in its first dimension (a transpose) copied 2- or 4-byte "

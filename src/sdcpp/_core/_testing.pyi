@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import sdcpp._core
 import typing
-__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_batched_products_count', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_typed_strided_copy_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_scale', 'op_transpose', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
+__all__: list[str] = ['conv_2d_work_bytes', 'count_cores_in', 'cpu_batched_products_count', 'cpu_parallel_scale_count', 'cpu_shared_panels_count', 'cpu_typed_strided_copy_count', 'cpu_winograd_count', 'cuda_fusion_count', 'decode_latent', 'detect_family', 'diffusion_model', 'encode_tokens', 'encode_vector', 'generation_params_fields', 'hires_upscalers', 'last_op_seconds', 'live_image_batches', 'lora_apply_modes', 'op_geglu', 'op_scale', 'op_transpose', 'refuse_op', 'sample_methods', 'schedulers', 'set_conv_2d_max_cols_bytes', 'set_cpu_op_threads', 'set_op_warmups']
 def conv_2d_work_bytes(x: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], w: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex], stride: typing.SupportsInt | typing.SupportsIndex, padding: typing.SupportsInt | typing.SupportsIndex, device: str) -> int:
     ...
 def count_cores_in(cpu_dir: str, cpus: collections.abc.Sequence[typing.SupportsInt | typing.SupportsIndex]) -> int:
@@ -77,6 +77,10 @@ def live_image_batches() -> int:
 def lora_apply_modes() -> list[str]:
     """
     LoRA apply modes: when a LoRA is merged into the weights.
+    """
+def op_geglu(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], device: str) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    x[..., :d] * gelu(x[..., d:]) for x (..., 2d), as the engine's GEGLU runs it (one GEGLU node, the gate in the second half: ggml_geglu_swapped).
     """
 def op_scale(x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32], factor: typing.SupportsFloat | typing.SupportsIndex, device: str) -> numpy.typing.NDArray[numpy.float32]:
     """
