@@ -785,8 +785,9 @@ def test_cpu_scale_runs_on_every_thread() -> None:
 @pytest.mark.parametrize(
     "a_batches, b_batches, m, n, k",
     [((40,), (40,), 256, 256, 64), ((40,), (40,), 64, 256, 256), ((6,), (6,), 77, 300, 64),
-     ((6,), (6,), 40, 300, 77), ((2,), (2,), 500, 700, 96), ((1, 2), (3, 2), 80, 100, 64)],
-    ids=["sdxl-q-k", "sdxl-softmax-v", "cross-q-k", "sd1-softmax-v-transposed", "few-batches-split", "4d-a-repeated"],
+     ((6,), (6,), 40, 300, 77), ((2,), (2,), 500, 700, 96), ((2,), (2,), 40, 530, 77), ((1, 2), (3, 2), 80, 100, 64)],
+    ids=["sdxl-q-k", "sdxl-softmax-v", "cross-q-k", "sd1-softmax-v-transposed", "few-batches-split",
+         "transposed-split-with-a-remainder", "4d-a-repeated"],
 )
 def test_cpu_batched_products_run_each_batch_on_one_thread(a_batches, b_batches, m, n, k) -> None:
     # Engine patch 0080: attention's products, one per head and image, were each split over all the threads
